@@ -1,0 +1,3 @@
+"""Autional session-management API: a contract-first server and its contract-test harness."""
+
+SERVICE_NAME = "autional-sessions"

@@ -1,0 +1,3 @@
+from autional_sessions.cli import main
+
+raise SystemExit(main())

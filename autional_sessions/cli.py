@@ -1,0 +1,120 @@
+"""The `autional-sessions` command: migrate, seed, token, serve (and contract-test)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from autional_sessions.config import ConfigError, Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"autional-sessions: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autional-sessions",
+        description="Contract-first server for the Autional session-management API. "
+        "Configuration comes from AUTIONAL_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    p.set_defaults(run=_migrate)
+
+    p = sub.add_parser("seed", help="write deterministic demo users and sessions")
+    p.add_argument("--users", type=_positive, default=10, metavar="N")
+    p.add_argument("--sessions-per-user", type=_positive, default=25, metavar="M")
+    p.set_defaults(run=_seed)
+
+    p = sub.add_parser("token", help="print a JWT for a user, signed with the configured key")
+    p.add_argument("--sub", required=True, metavar="USER_ID")
+    p.add_argument("--ttl", type=_positive, default=3600, metavar="SECONDS")
+    p.set_defaults(run=_token)
+
+    p = sub.add_parser("serve", help="serve the API with uvicorn")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=_positive, default=1)
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(run=_serve)
+    return parser
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _open(settings: Settings):
+    from db.engine import open_database
+
+    return open_database(settings)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from db.migrations import LATEST_VERSION, migrate
+
+    applied = migrate(_open(Settings.from_env()))
+    for migration in applied:
+        print(f"applied {migration.version:04d} {migration.name}")
+    print(f"schema is at version {LATEST_VERSION}" + ("" if applied else " (nothing to do)"))
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from db.seed import seed
+
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        rate = done / max(time.monotonic() - started, 1e-9)
+        print(f"\rseeded {done:,}/{total:,} sessions ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
+
+    written = seed(_open(Settings.from_env()), args.users, args.sessions_per_user, progress=progress)
+    print(file=sys.stderr)
+    print(
+        f"seeded {args.users} users with {args.sessions_per_user} sessions each ({written} sessions) "
+        f"in {time.monotonic() - started:.1f}s"
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from autional_sessions.auth import TokenVerifier
+
+    print(TokenVerifier(Settings.from_env()).issue(args.sub, args.ttl, int(time.time())))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings.from_env()
+    settings.check_signing_key()  # refuse to start rather than reject every request later
+    uvicorn.run(
+        "autional_sessions.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        # Access logs carry method, path and status; never headers, so never a token.
+        access_log=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

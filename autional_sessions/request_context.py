@@ -1,0 +1,78 @@
+"""Per-request identity (request id, trace id, path), set by the outermost middleware.
+
+It lives in a context variable so that the problem factory can stamp every error response with the
+request's id, whether the error comes from a handler (in a worker thread: AnyIO copies the context) or
+from Connexion's own middleware.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# What we accept from a caller as its request id: short and free of anything a log line or a header
+# could be abused with (no spaces, quotes, newlines).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# W3C Trace Context, version 00: an all-zero trace id or parent id is invalid.
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    path: str
+    trace_id: str | None = None
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("autional_request", default=None)
+
+
+def current_request() -> RequestContext:
+    """The running request's context, or a fresh one outside any request (e.g. in a unit test)."""
+    ctx = _current.get()
+    return ctx if ctx is not None else RequestContext(request_id=new_request_id(), path="/")
+
+
+def new_request_id() -> str:
+    return f"req_{uuid.uuid4()}"
+
+
+class RequestContextMiddleware:
+    """Outermost middleware: names the request, and marks every response with that name and no-store."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied_id = trace_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                supplied_id = value.decode("latin-1")
+            elif name == b"traceparent":
+                trace_id = value.decode("latin-1").strip().lower()
+        request_id = (
+            supplied_id if supplied_id and _SANE_REQUEST_ID.fullmatch(supplied_id) else new_request_id()
+        )
+        if trace_id is not None and not _TRACEPARENT.fullmatch(trace_id):
+            trace_id = None
+        token = _current.set(RequestContext(request_id=request_id, path=scope["path"], trace_id=trace_id))
+
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_marked)
+        finally:
+            _current.reset(token)

@@ -1,0 +1,165 @@
+"""Fixtures shared by the unit, integration and in-process contract tests.
+
+The database under test is a temporary SQLite file, or, with AUTIONAL_TEST_DATABASE=postgresql, a
+throw-away PostgreSQL database made for this run and dropped after it. Where no PostgreSQL answers, the
+PostgreSQL run skips with the reason; under CI=true that is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jwt
+import peewee
+import pytest
+
+from autional_sessions.config import Settings
+from db.engine import open_database
+from db.migrations import migrate
+
+# The starlette TestClient still runs on httpx; its deprecation notice says nothing about this project.
+warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
+
+TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+TEST_ISSUER = "https://auth.autional.test"
+TEST_AUDIENCE = "autional-sessions"
+ADMIN_URL = os.environ.get("AUTIONAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def test_engine() -> str:
+    return os.environ.get("AUTIONAL_TEST_DATABASE", "sqlite")
+
+
+def _postgres_unreachable(reason: str) -> None:
+    message = f"PostgreSQL is not reachable at {ADMIN_URL} ({reason}); set AUTIONAL_TEST_POSTGRES_URL"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " -- CI=true requires PostgreSQL", pytrace=False)
+    pytest.skip(message)
+
+
+def postgres_admin_connection():
+    """An autocommit psycopg2 connection to the server's maintenance database, or a skip/fail."""
+    try:
+        import psycopg2
+    except ImportError:
+        _postgres_unreachable("psycopg2 is not installed")
+    try:
+        conn = psycopg2.connect(ADMIN_URL, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        _postgres_unreachable(str(exc).strip().splitlines()[0])
+    conn.autocommit = True
+    return conn
+
+
+def create_postgres_database() -> str:
+    name = f"autional_test_{uuid.uuid4().hex[:12]}"
+    with postgres_admin_connection() as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    conn = postgres_admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if test_engine() == "postgresql":
+        url = create_postgres_database()
+        yield url
+        drop_postgres_database(url)
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'sessions.db'}"
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "jwt_secret": TEST_SECRET,
+        "jwt_issuer": TEST_ISSUER,
+        "jwt_audience": TEST_AUDIENCE,
+        "validate_responses": True,
+        "db_pool_size": 5,
+        "db_pool_timeout": 2,
+        "retry_after_seconds": 3,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture(scope="session")
+def migrated_database(settings: Settings) -> peewee.Database:
+    database = open_database(settings)
+    migrate(database)
+    return database
+
+
+@pytest.fixture
+def database(migrated_database: peewee.Database, settings: Settings) -> Iterator[peewee.Database]:
+    """The migrated test database, empty at the start of each test."""
+    database = open_database(settings)  # rebinds the models, in case a test bound them elsewhere
+    with database.connection_context():
+        database.execute_sql("DELETE FROM sessions")
+        database.execute_sql("DELETE FROM users")
+    yield database
+
+
+@pytest.fixture
+def app(database: peewee.Database, settings: Settings):
+    from autional_sessions.app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    from starlette.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def make_token() -> Callable[..., str]:
+    """Sign a token like the identity provider would; keyword arguments override or drop (None) claims."""
+
+    def make(sub: str, *, key: str = TEST_SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+        now = int(time.time())
+        payload: dict[str, Any] = {
+            "sub": sub,
+            "iat": now,
+            "exp": now + 300,
+            "iss": TEST_ISSUER,
+            "aud": TEST_AUDIENCE,
+        }
+        payload.update(claims)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return jwt.encode(payload, key, algorithm=algorithm)
+
+    return make
+
+
+@pytest.fixture
+def auth_headers(make_token: Callable[..., str]) -> Callable[..., dict[str, str]]:
+    def headers(sub: str, **claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(sub, **claims)}"}
+
+    return headers

@@ -1,0 +1,1 @@
+"""Operation handlers: one function per `operationId` in openapi.yaml."""

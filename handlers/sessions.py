@@ -1,0 +1,52 @@
+"""Handlers of the Session Management operations.
+
+Connexion has already authenticated the caller (`user` is the token's `sub`) and validated and coerced
+every parameter against the spec by the time these run, so they hold only the business rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from autional_sessions.problems import ProblemError, utc_timestamp
+from db import queries
+from db.models import SESSION_FIELDS, SESSION_TIME_FIELDS
+
+_TIME_INDEXES = tuple(i for i, name in enumerate(SESSION_FIELDS) if name in SESSION_TIME_FIELDS)
+
+
+def list_user_sessions(user_id: str, user: str, page: int = 1, page_size: int = 20) -> dict[str, Any]:
+    """GET /sessions/user/{user_id}/sessions: the caller's own active sessions, a page at a time."""
+    # Decided before any lookup, so that nobody learns from the answer whether another user exists.
+    if user != user_id:
+        raise ProblemError("user-mismatch", "The token does not belong to the user in the path")
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    found = queries.find_active_sessions(user_id, now, page, page_size)
+    if found is None:
+        raise ProblemError("user-not-found", "No user with this ID exists")
+    total_pages = math.ceil(found.total / page_size)
+    return {
+        "code": 0,
+        "message": "success",
+        "timestamp": utc_timestamp(now),
+        "total": found.total,
+        "items": [session_item(row) for row in found.rows],
+        "pagination": {
+            "page": page,
+            "page_size": page_size,
+            "total": found.total,
+            "total_pages": total_pages,
+            "has_next": page < total_pages,
+            "has_prev": page > 1,
+        },
+    }
+
+
+def session_item(row: tuple) -> dict[str, Any]:
+    """A `dto.SessionResponse` from a row in SESSION_FIELDS order."""
+    values = list(row)
+    for i in _TIME_INDEXES:
+        values[i] = utc_timestamp(values[i])
+    return dict(zip(SESSION_FIELDS, values, strict=True))
