@@ -21,6 +21,7 @@ import pytest
 from autional_sessions.config import Settings
 from db.engine import open_database
 from db.migrations import migrate
+from db.models import database_proxy
 
 # The starlette TestClient still runs on httpx; its deprecation notice says nothing about this project.
 warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
@@ -113,20 +114,21 @@ def migrated_database(settings: Settings) -> peewee.Database:
 
 
 @pytest.fixture
-def database(migrated_database: peewee.Database, settings: Settings) -> Iterator[peewee.Database]:
+def database(migrated_database: peewee.Database) -> peewee.Database:
     """The migrated test database, empty at the start of each test."""
-    database = open_database(settings)  # rebinds the models, in case a test bound them elsewhere
+    database = migrated_database
+    database_proxy.initialize(database)  # rebinds the models, in case a test bound them elsewhere
     with database.connection_context():
         database.execute_sql("DELETE FROM sessions")
         database.execute_sql("DELETE FROM users")
-    yield database
+    return database
 
 
 @pytest.fixture
 def app(database: peewee.Database, settings: Settings):
     from autional_sessions.app import create_app
 
-    return create_app(settings)
+    return create_app(settings, database=database)
 
 
 @pytest.fixture
@@ -141,10 +143,10 @@ def client(app):
 def make_token() -> Callable[..., str]:
     """Sign a token like the identity provider would; keyword arguments override or drop (None) claims."""
 
-    def make(sub: str, *, key: str = TEST_SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+    def make(subject: str, /, *, key: str = TEST_SECRET, algorithm: str = "HS256", **claims: Any) -> str:
         now = int(time.time())
         payload: dict[str, Any] = {
-            "sub": sub,
+            "sub": subject,
             "iat": now,
             "exp": now + 300,
             "iss": TEST_ISSUER,
@@ -159,7 +161,7 @@ def make_token() -> Callable[..., str]:
 
 @pytest.fixture
 def auth_headers(make_token: Callable[..., str]) -> Callable[..., dict[str, str]]:
-    def headers(sub: str, **claims: Any) -> dict[str, str]:
-        return {"Authorization": f"Bearer {make_token(sub, **claims)}"}
+    def headers(subject: str, /, **claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(subject, **claims)}"}
 
     return headers

@@ -11,6 +11,7 @@ import copy
 import logging
 
 import connexion
+import peewee
 from connexion import AsyncApp
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
@@ -25,6 +26,7 @@ from autional_sessions.request_context import RequestContextMiddleware, current_
 from autional_sessions.spec import load_spec
 from autional_sessions.validation import CollectingParameterValidator
 from db.engine import is_unavailable, open_database
+from db.models import database_proxy
 
 logger = logging.getLogger("autional_sessions")
 
@@ -39,12 +41,16 @@ _STATUS_TO_TYPE = {
 }
 
 
-def create_app(settings: Settings | None = None) -> AsyncApp:
+def create_app(settings: Settings | None = None, *, database: peewee.Database | None = None) -> AsyncApp:
+    """Build the app. `database` lets a caller (a test, an embedding) share a pool it already opened."""
     settings = settings or Settings.from_env()
     spec = copy.deepcopy(load_spec())
     catalogue = ProblemCatalogue.from_spec(spec, settings.problem_base_uri, settings.service_name)
     verifier = TokenVerifier(settings)
-    open_database(settings)
+    if database is None:
+        open_database(settings)
+    else:
+        database_proxy.initialize(database)
 
     app = AsyncApp(__name__)
     app.add_api(

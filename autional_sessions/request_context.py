@@ -38,6 +38,20 @@ def current_request() -> RequestContext:
     return ctx if ctx is not None else RequestContext(request_id=new_request_id(), path="/")
 
 
+def success_headers() -> dict[str, str]:
+    """Headers of a handler's JSON response.
+
+    The outermost middleware stamps X-Request-ID and Cache-Control on every response, but Connexion's
+    response validation (on in tests) checks the handler's response before it gets there, and the
+    operation documents both JSON and problem+json, so the handler names its content type itself.
+    """
+    return {
+        "Content-Type": "application/json",
+        "X-Request-ID": current_request().request_id,
+        "Cache-Control": "no-store",
+    }
+
+
 def new_request_id() -> str:
     return f"req_{uuid.uuid4()}"
 

@@ -11,13 +11,16 @@ import math
 from typing import Any
 
 from autional_sessions.problems import ProblemError, utc_timestamp
+from autional_sessions.request_context import success_headers
 from db import queries
 from db.models import SESSION_FIELDS, SESSION_TIME_FIELDS
 
 _TIME_INDEXES = tuple(i for i, name in enumerate(SESSION_FIELDS) if name in SESSION_TIME_FIELDS)
 
 
-def list_user_sessions(user_id: str, user: str, page: int = 1, page_size: int = 20) -> dict[str, Any]:
+def list_user_sessions(
+    user_id: str, user: str, page: int = 1, page_size: int = 20
+) -> tuple[dict[str, Any], int, dict[str, str]]:
     """GET /sessions/user/{user_id}/sessions: the caller's own active sessions, a page at a time."""
     # Decided before any lookup, so that nobody learns from the answer whether another user exists.
     if user != user_id:
@@ -27,7 +30,7 @@ def list_user_sessions(user_id: str, user: str, page: int = 1, page_size: int = 
     if found is None:
         raise ProblemError("user-not-found", "No user with this ID exists")
     total_pages = math.ceil(found.total / page_size)
-    return {
+    body = {
         "code": 0,
         "message": "success",
         "timestamp": utc_timestamp(now),
@@ -42,6 +45,7 @@ def list_user_sessions(user_id: str, user: str, page: int = 1, page_size: int = 
             "has_prev": page > 1,
         },
     }
+    return body, 200, success_headers()
 
 
 def session_item(row: tuple) -> dict[str, Any]:

@@ -1,0 +1,59 @@
+"""Checks a response against what openapi.yaml documents for it: status, media type, headers, body."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import httpx
+import jsonschema
+import schemathesis
+
+from autional_sessions.spec import load_spec, spec_path
+
+LIST_PATH = "/sessions/user/{user_id}/sessions"
+
+
+@functools.cache
+def _operation():
+    return schemathesis.openapi.from_path(str(spec_path()))[LIST_PATH]["GET"]
+
+
+def _resolve(node: Any, spec: dict) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = spec
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return _resolve(target, spec)
+        return {k: _resolve(v, spec) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, spec) for v in node]
+    return node
+
+
+def documented_response(status: int) -> dict:
+    spec = load_spec()
+    responses = spec["paths"][LIST_PATH]["get"]["responses"]
+    assert str(status) in responses, f"status {status} is not documented for GET {LIST_PATH}"
+    return _resolve(responses[str(status)], spec)
+
+
+def assert_conforms(response: httpx.Response) -> dict:
+    """Assert the response is exactly what the spec documents for its status; return its JSON body."""
+    documented = documented_response(response.status_code)
+    media_type = response.headers.get("content-type", "").split(";")[0].strip()
+    assert media_type in documented["content"], f"{media_type!r} not documented for {response.status_code}"
+    for name, header in documented.get("headers", {}).items():
+        value = response.headers.get(name)
+        if header.get("required"):
+            assert value is not None, f"required header {name} missing from a {response.status_code}"
+        if value is not None:
+            schema = header["schema"]
+            typed: Any = int(value) if schema.get("type") == "integer" else value
+            jsonschema.validate(typed, schema)
+    _operation().validate_response(response)
+    body = response.json()
+    if media_type == "application/problem+json":
+        assert body["status"] == response.status_code
+    return body
