@@ -59,8 +59,12 @@ def postgres_admin_connection():
 
 def create_postgres_database() -> str:
     name = f"autional_test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin_connection() as conn, conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+    conn = postgres_admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
     base = ADMIN_URL.rsplit("/", 1)[0]
     return f"{base}/{name}"
 
