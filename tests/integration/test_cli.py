@@ -1,0 +1,90 @@
+"""The autional-sessions command line: migrate, seed, token, serve's refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from autional_sessions.auth import TokenVerifier
+from autional_sessions.cli import main
+from autional_sessions.config import Settings
+from conftest import TEST_SECRET
+from db import queries
+from db.models import Session, User
+
+
+@pytest.fixture
+def env(monkeypatch, database_url):
+    monkeypatch.setenv("AUTIONAL_DATABASE_URL", database_url)
+    monkeypatch.setenv("AUTIONAL_JWT_SECRET", TEST_SECRET)
+    for name in ("AUTIONAL_JWT_ISSUER", "AUTIONAL_JWT_AUDIENCE", "AUTIONAL_JWT_ALGORITHMS"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_migrate_creates_the_schema_then_has_nothing_to_do(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("AUTIONAL_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")
+
+    assert main(["migrate"]) == 0
+    first = capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    second = capsys.readouterr().out
+
+    assert "applied 0001" in first and "applied 0002" in first
+    assert "nothing to do" in second and "applied" not in second
+
+
+def test_seed_writes_four_active_sessions_in_five_and_is_idempotent(env, database, capsys):
+    assert main(["seed", "--users", "3", "--sessions-per-user", "25"]) == 0
+    assert main(["seed", "--users", "3", "--sessions-per-user", "25"]) == 0
+
+    with database.connection_context():
+        assert User.select().count() == 3
+        assert Session.select().count() == 75
+        assert {u.tenant_id for u in User.select()} == {"tnt_demo"}
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for user in ("usr_0000000", "usr_0000001", "usr_0000002"):
+        page = queries.find_active_sessions(user, now, 1, 100)
+        assert page is not None and page.total == 20
+    assert "seeded 3 users" in capsys.readouterr().out
+
+
+def test_seed_is_deterministic(env, database):
+    main(["seed", "--users", "2", "--sessions-per-user", "10"])
+    with database.connection_context():
+        first = sorted(Session.select(Session.id, Session.device_id, Session.status, Session.ip).tuples())
+        database.execute_sql("DELETE FROM sessions")
+    main(["seed", "--users", "2", "--sessions-per-user", "10"])
+    with database.connection_context():
+        second = sorted(Session.select(Session.id, Session.device_id, Session.status, Session.ip).tuples())
+
+    assert first == second
+
+
+def test_token_is_signed_with_the_configured_key_issuer_and_audience(env, capsys):
+    env.setenv("AUTIONAL_JWT_ISSUER", "https://auth.example")
+    env.setenv("AUTIONAL_JWT_AUDIENCE", "sessions")
+
+    assert main(["token", "--sub", "usr_0000001", "--ttl", "120"]) == 0
+    token = capsys.readouterr().out.strip()
+
+    claims = TokenVerifier(Settings.from_env()).verify(token)
+    assert claims["sub"] == "usr_0000001"
+    assert claims["iss"] == "https://auth.example"
+    assert claims["aud"] == "sessions"
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_serve_refuses_a_short_secret(env, capsys):
+    env.setenv("AUTIONAL_JWT_SECRET", "too-short")
+
+    assert main(["serve", "--port", "1"]) == 2
+    assert "at least 32" in capsys.readouterr().err
+
+
+def test_a_bad_setting_is_reported_by_name(env, capsys):
+    env.setenv("AUTIONAL_JWT_ALGORITHMS", "none")
+
+    assert main(["token", "--sub", "usr_1"]) == 2
+    assert "AUTIONAL_JWT_ALGORITHMS" in capsys.readouterr().err

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from autional_sessions.auth import TokenVerifier
+from autional_sessions.config import Settings
+from autional_sessions.problems import ProblemError
+
+SECRET = "unit-secret-0123456789abcdef0123456789"
+
+
+def verifier(**overrides) -> TokenVerifier:
+    return TokenVerifier(Settings(jwt_secret=SECRET, **overrides))
+
+
+def test_issued_tokens_verify_and_carry_issuer_and_audience():
+    v = verifier(jwt_issuer="https://iss", jwt_audience="aud")
+
+    claims = v.verify(v.issue("usr_1", 60, int(time.time())))
+
+    assert (claims["sub"], claims["iss"], claims["aud"]) == ("usr_1", "https://iss", "aud")
+
+
+def test_issuer_and_audience_are_required_when_configured():
+    token = jwt.encode({"sub": "usr_1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+
+    with pytest.raises(ProblemError) as raised:
+        verifier(jwt_issuer="https://iss").verify(token)
+
+    assert raised.value.type_name == "invalid-token"
+    assert "iss" in raised.value.detail
+
+
+def test_the_algorithm_comes_from_configuration_not_the_token():
+    token = jwt.encode({"sub": "usr_1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS384")
+
+    with pytest.raises(ProblemError):
+        verifier(jwt_algorithms=("HS256",)).verify(token)
+    assert verifier(jwt_algorithms=("HS256", "HS384")).verify(token)["sub"] == "usr_1"
+
+
+def test_leeway_tolerates_small_clock_skew():
+    token = jwt.encode({"sub": "usr_1", "exp": int(time.time()) - 5}, SECRET, algorithm="HS256")
+
+    assert verifier(jwt_leeway=30).verify(token)["sub"] == "usr_1"
+    with pytest.raises(ProblemError) as raised:
+        verifier().verify(token)
+    assert raised.value.type_name == "token-expired"
+
+
+def test_a_verifier_cannot_be_built_with_a_weak_secret():
+    from autional_sessions.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        TokenVerifier(Settings(jwt_secret="weak"))
