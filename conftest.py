@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,10 +22,8 @@ from db.engine import open_database
 from db.migrations import migrate
 from db.models import database_proxy
 
-# The starlette TestClient still runs on httpx; its deprecation notice says nothing about this project.
-warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
 
-TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+TEST_SECRET = "test-secret-" + "0123456789abcdef" * 4  # long enough for HS512 (RFC 7518 §3.2)
 TEST_ISSUER = "https://auth.autional.test"
 TEST_AUDIENCE = "autional-sessions"
 ADMIN_URL = os.environ.get("AUTIONAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from autional_sessions import SERVICE_NAME
 
 DEFAULT_DATABASE_URL = "sqlite:///autional-sessions.db"
-MIN_HS_SECRET_BYTES = 32
+# RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
+MIN_HS_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 # HMAC only for now: one shared secret signs and verifies. Public-key algorithms need a key set of their
 # own (RFC 8725 §3.1: never let one key serve two algorithm families), which this service does not have yet.
-SUPPORTED_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+SUPPORTED_ALGORITHMS = frozenset(MIN_HS_SECRET_BYTES)
 
 
 class ConfigError(ValueError):
@@ -87,15 +88,17 @@ class Settings:
         )
 
     def check_signing_key(self) -> None:
-        """Refuse a key that cannot sign or verify safely (RFC 7518 §3.2: HS256 keys of at least 256 bits)."""
+        """Refuse a key too short for the configured algorithms (RFC 7518 §3.2)."""
         if not self.jwt_secret:
             raise ConfigError(
                 "AUTIONAL_JWT_SECRET is not set; it is the key tokens are signed and checked with"
             )
-        if len(self.jwt_secret.encode()) < MIN_HS_SECRET_BYTES:
+        needed = max(MIN_HS_SECRET_BYTES[a] for a in self.jwt_algorithms)
+        length = len(self.jwt_secret.encode())
+        if length < needed:
             raise ConfigError(
-                f"AUTIONAL_JWT_SECRET is {len(self.jwt_secret.encode())} bytes; HMAC algorithms need at least "
-                f"{MIN_HS_SECRET_BYTES} (generate one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+                f"AUTIONAL_JWT_SECRET is {length} bytes; {', '.join(self.jwt_algorithms)} needs at least {needed} "
+                f"(generate one with: python -c 'import secrets; print(secrets.token_hex({needed}))')"
             )
 
 

@@ -9,7 +9,7 @@ from autional_sessions.auth import TokenVerifier
 from autional_sessions.config import Settings
 from autional_sessions.problems import ProblemError
 
-SECRET = "unit-secret-0123456789abcdef0123456789"
+SECRET = "unit-secret-" + "0123456789abcdef" * 4
 
 
 def verifier(**overrides) -> TokenVerifier:

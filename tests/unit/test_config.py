@@ -67,8 +67,15 @@ def test_a_missing_secret_is_refused():
         Settings(jwt_secret="").check_signing_key()
 
 
-def test_a_32_byte_secret_is_accepted():
+def test_a_32_byte_secret_is_accepted_for_hs256():
     Settings(jwt_secret="k" * 32).check_signing_key()
+
+
+@pytest.mark.parametrize(("algorithm", "needed"), [("HS384", 48), ("HS512", 64)])
+def test_longer_hashes_need_longer_secrets(algorithm, needed):
+    with pytest.raises(ConfigError, match=f"at least {needed}"):
+        Settings(jwt_secret="k" * (needed - 1), jwt_algorithms=("HS256", algorithm)).check_signing_key()
+    Settings(jwt_secret="k" * needed, jwt_algorithms=("HS256", algorithm)).check_signing_key()
 
 
 def test_the_secret_is_not_in_the_settings_repr():
