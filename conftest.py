@@ -22,7 +22,6 @@ from db.engine import open_database
 from db.migrations import migrate
 from db.models import database_proxy
 
-
 TEST_SECRET = "test-secret-" + "0123456789abcdef" * 4  # long enough for HS512 (RFC 7518 §3.2)
 TEST_ISSUER = "https://auth.autional.test"
 TEST_AUDIENCE = "autional-sessions"
