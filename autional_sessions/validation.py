@@ -12,6 +12,7 @@ from typing import Any
 from connexion.lifecycle import ConnexionRequest
 from connexion.validators import ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
+from starlette.datastructures import QueryParams
 
 from autional_sessions.problems import FieldViolation, ProblemError
 
@@ -73,9 +74,17 @@ class CollectingParameterValidator(ParameterValidator):
                 FieldViolation(name, "unknown", "is not a parameter of this operation")
                 for name in sorted(unknown)
             )
-        for location, lookup in (("path", request.path_params), ("query", request.query_params)):
-            for param in self.parameters.get(location, []):
-                violations.extend(self._check(param, lookup.get(param["name"])))
+        # A repeated single-valued parameter is ambiguous (which one wins differs between proxies and
+        # frameworks: HTTP parameter pollution), so it is refused rather than silently resolved.
+        raw_query = QueryParams(request.scope.get("query_string", b"").decode("latin-1"))
+        for param in self.parameters.get("path", []):
+            violations.extend(self._check(param, request.path_params.get(param["name"])))
+        for param in self.parameters.get("query", []):
+            name = param["name"]
+            if len(raw_query.getlist(name)) > 1 and param.get("schema", {}).get("type") != "array":
+                violations.append(FieldViolation(name, "duplicate", "must be given once"))
+            else:
+                violations.extend(self._check(param, request.query_params.get(name)))
         if violations:
             count = len(violations)
             noun = "parameter is" if count == 1 else "parameters are"

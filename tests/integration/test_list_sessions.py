@@ -187,6 +187,8 @@ def test_user_without_sessions_gets_an_empty_first_page(client, auth_headers, al
         ("page_size=101", "page_size", "range"),
         ("page_size=ten", "page_size", "format"),
         ("sort=asc", "sort", "unknown"),
+        ("page=1&page=2", "page", "duplicate"),
+        ("page_size=5&page_size=5", "page_size", "duplicate"),
     ],
 )
 def test_each_bad_query_parameter_is_a_400_naming_it(client, auth_headers, alice, query, field, code):
