@@ -37,7 +37,6 @@ _STATUS_TO_TYPE = {
     401: "invalid-token",
     404: "route-not-found",
     405: "method-not-allowed",
-    415: "invalid-request",
 }
 
 
@@ -80,12 +79,17 @@ def _add_error_handlers(app: AsyncApp, catalogue: ProblemCatalogue, settings: Se
 
     async def framework_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
         status = exc.status_code
-        type_name = _STATUS_TO_TYPE.get(status)
-        if type_name is None or status >= 500:
+        if status >= 500:
             return await internal_error(request, exc)
+        # Any other client error the framework raises breaks the contract of the request.
+        type_name = _STATUS_TO_TYPE.get(status, "invalid-request")
         detail = getattr(exc, "detail", None) or catalogue[type_name].title
         if status == 401 and "No authorization token" in detail:
             type_name = "missing-credentials"
+        elif status == 404:
+            detail = f"No operation of this API has the path {request.url.path}"
+        elif status == 405:
+            detail = f"This path does not take {request.method}; see the Allow header"
         headers = dict(exc.headers or {})
         if status == 401:
             headers.setdefault("WWW-Authenticate", 'Bearer realm="autional-sessions"')

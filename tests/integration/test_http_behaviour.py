@@ -77,6 +77,7 @@ def test_an_unknown_route_is_a_404_problem(client):
     assert response.headers["content-type"] == "application/problem+json"
     assert body["code"] == 40400002
     assert body["instance"] == "/sessions/user"
+    assert body["detail"] == "No operation of this API has the path /sessions/user"
     assert body["status"] == 404
 
 
@@ -87,6 +88,7 @@ def test_a_wrong_method_is_a_405_problem_with_allow(client, auth_headers, alice)
     assert "GET" in response.headers["allow"]
     body = response.json()
     assert body["code"] == 40500001
+    assert body["detail"] == "This path does not take POST; see the Allow header"
     assert response.headers["content-type"] == "application/problem+json"
 
 
