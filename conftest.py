@@ -7,10 +7,12 @@ PostgreSQL run skips with the reason; under CI=true that is a failure instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -76,14 +78,24 @@ def drop_postgres_database(url: str) -> None:
         conn.close()
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def throwaway_database(directory: Path) -> Iterator[str]:
+    """An empty database on the engine of this run: a new PostgreSQL database, dropped after use, or a
+    SQLite file in `directory`."""
     if test_engine() == "postgresql":
         url = create_postgres_database()
-        yield url
-        drop_postgres_database(url)
+        try:
+            yield url
+        finally:
+            drop_postgres_database(url)
     else:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'sessions.db'}"
+        yield f"sqlite:///{directory / 'sessions.db'}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with throwaway_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import peewee
 
+from db.engine import run_read
 from db.models import SESSION_FIELDS, Session, User, database_proxy
 
 _SESSION_COLUMNS = tuple(getattr(Session, "user_id" if f == "user_id" else f) for f in SESSION_FIELDS)
@@ -58,7 +59,8 @@ def find_active_sessions(user_id: str, now: dt.datetime, page: int, page_size: i
     come from the same snapshot). Only an empty page needs a second look, to tell "no such user" from
     "no sessions" or "past the last page".
     """
-    with database_proxy.connection_context():
+
+    def read() -> SessionPage | None:
         rows = list(page_query(user_id, now, page, page_size))
         if rows:
             return SessionPage(total=rows[0][-1], rows=[row[:-1] for row in rows])
@@ -66,3 +68,5 @@ def find_active_sessions(user_id: str, now: dt.datetime, page: int, page_size: i
         if not user_exists:
             return None
         return SessionPage(total=total, rows=[])
+
+    return run_read(read)

@@ -1,0 +1,179 @@
+"""Helpers of the deployment tests: engine-specific skips, `autional-sessions serve` in a subprocess, and
+a TCP proxy that cuts a server off from its database without touching the database server (other test
+runs share it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET, test_engine
+
+READY_SECONDS = 30
+
+postgres_only = pytest.mark.skipif(
+    test_engine() != "postgresql",
+    reason="needs PostgreSQL: runs in the AUTIONAL_TEST_DATABASE=postgresql pass of `make test`",
+)
+sqlite_only = pytest.mark.skipif(
+    test_engine() != "sqlite", reason="about the SQLite engine: runs in the SQLite pass of `make test`"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`autional-sessions serve` in its own process group, its log in a file."""
+
+    def __init__(self, database_url: str, log_path: Path, *, workers: int = 1, env: Mapping[str, str] = {}):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        environ = {
+            **os.environ,
+            "AUTIONAL_DATABASE_URL": database_url,
+            "AUTIONAL_JWT_SECRET": TEST_SECRET,
+            "AUTIONAL_JWT_ISSUER": TEST_ISSUER,
+            "AUTIONAL_JWT_AUDIENCE": TEST_AUDIENCE,
+            **env,
+        }
+        command = [sys.executable, "-m", "autional_sessions", "serve", "--port", str(self.port)]
+        command += ["--workers", str(workers), "--log-level", "info"]
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self) -> None:
+        """Until the server answers, or fail with its log after READY_SECONDS."""
+        deadline = time.monotonic() + READY_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready after {READY_SECONDS}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> set[int]:
+        """The pids of the processes that logged "Started server process [pid]" (uvicorn's workers)."""
+        return {int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", self.log())}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def running_server(database_url: str, log_path: Path, **kwargs) -> Iterator[Server]:
+    server = Server(database_url, log_path, **kwargs)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a target, until told to cut.
+
+    `cut("refuse")` drops every live connection and closes each new one at once (a server that went
+    away); `cut("blackhole")` drops every live connection and accepts new ones but never answers (an
+    unreachable host); `restore()` forwards again.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)  # so that close() is noticed by the accept loop
+        self.port = self._listener.getsockname()[1]
+        self._mode = "forward"
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def cut(self, mode: str) -> None:
+        assert mode in ("refuse", "blackhole")
+        with self._lock:
+            self._mode = mode
+            live, self._sockets = self._sockets, set()
+        for sock in live:
+            _drop(sock)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._mode = "forward"
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+        self.cut("refuse")
+
+    def _accept_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with self._lock:
+                mode = self._mode
+                if mode == "blackhole":
+                    self._sockets.add(client)  # held open, never answered
+                    continue
+            if mode == "refuse":
+                _drop(client)
+                continue
+            try:
+                upstream = socket.create_connection(self._target, timeout=3)
+            except OSError:
+                _drop(client)
+                continue
+            with self._lock:
+                self._sockets.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        _drop(src)
+        _drop(dst)
+
+
+def _drop(sock: socket.socket) -> None:
+    # shutdown wakes a thread blocked in recv on this socket; close alone would not.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

@@ -1,0 +1,183 @@
+"""Outages: a database that is down or unreachable gets a quick 503 with Retry-After, never a hang, a
+stack trace or a partial 200; when it comes back the same server process serves again, unrestarted.
+
+PostgreSQL is cut off through a TCP proxy in front of it (other test runs share the real server, so it
+is never stopped); SQLite through a lock held on its file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from autional_sessions.app import create_app
+from conftest import make_settings
+from db.engine import open_database
+from db.migrations import migrate
+from db.models import database_proxy
+from tests.factories import add_session, add_user
+from tests.postgres.support import TcpProxy, postgres_only, running_server, sqlite_only
+
+USER = "usr_outage01"
+CONNECT_TIMEOUT = 2  # libpq's smallest: it reads 1 as 2
+POOL_TIMEOUT = 2
+POOL_SIZE = 4
+RETRY_AFTER = 3
+# "Within a few seconds": the longest legitimate wait is a pool slot, then a connect attempt.
+PATIENCE = POOL_TIMEOUT + CONNECT_TIMEOUT + 1.5
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == str(RETRY_AFTER)
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["type"].endswith("/service-unavailable")
+    assert body["retry_after"] == RETRY_AFTER
+    assert "Traceback" not in response.text and "psycopg2" not in response.text
+
+
+@pytest.fixture
+def user_with_sessions(database) -> list[str]:
+    add_user(USER)
+    return [add_session(f"sess_outage_{i:02d}", USER).id for i in range(3)]
+
+
+@pytest.fixture
+def proxied_server(database_url, user_with_sessions, tmp_path, auth_headers):
+    target = urlparse(database_url)
+    proxy = TcpProxy(target.hostname, target.port or 5432)
+    proxied_url = target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}").geturl()
+    env = {
+        "AUTIONAL_DB_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+        "AUTIONAL_DB_POOL_TIMEOUT": str(POOL_TIMEOUT),
+        "AUTIONAL_DB_POOL_SIZE": str(POOL_SIZE),
+        "AUTIONAL_RETRY_AFTER": str(RETRY_AFTER),
+    }
+    try:
+        with running_server(proxied_url, tmp_path / "server.log", env=env) as server:
+            yield proxy, server
+    finally:
+        proxy.close()
+
+
+def get_page(server, headers) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    # The client's own timeout is far above PATIENCE: a hang shows as a slow answer, not a client error.
+    response = httpx.get(f"{server.url}/sessions/user/{USER}/sessions", headers=headers, timeout=30)
+    return response, time.monotonic() - started
+
+
+def concurrently(server, headers, n: int) -> list[tuple[httpx.Response, float]]:
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda _: get_page(server, headers), range(n)))
+
+
+@postgres_only
+@pytest.mark.slow
+def test_postgresql_outage_answers_503_quickly_and_the_same_process_recovers(
+    proxied_server, user_with_sessions, auth_headers
+):
+    proxy, server = proxied_server
+    headers = auth_headers(USER)
+    # Fill the pool: every one of these connections dies in the outage.
+    before = concurrently(server, headers, POOL_SIZE)
+    assert {r.status_code for r, _ in before} == {200}
+    expected = sorted(item["id"] for item in before[0][0].json()["items"])
+    assert expected == sorted(user_with_sessions)
+
+    # A restart or failover too quick to see: every pooled connection is dead, the server is back. The
+    # first request after it is served all the same, on a new connection.
+    proxy.cut("refuse")
+    proxy.restore()
+    after_blip, _ = get_page(server, headers)
+    assert after_blip.status_code == 200, after_blip.text
+    concurrently(server, headers, POOL_SIZE)  # fill the pool again
+
+    # The server went away: live connections dropped, new ones closed at once.
+    proxy.cut("refuse")
+    down = [get_page(server, headers) for _ in range(3)] + concurrently(server, headers, POOL_SIZE * 2)
+    for response, _ in down:
+        assert_unavailable(response)
+    slowest_refused = max(elapsed for _, elapsed in down)
+    assert slowest_refused < PATIENCE
+
+    proxy.restore()
+    # The very first request after the database is back succeeds: dead pooled connections are dropped.
+    back, recovery = get_page(server, headers)
+    assert back.status_code == 200, back.text
+    assert sorted(item["id"] for item in back.json()["items"]) == expected
+    refilled = concurrently(server, headers, POOL_SIZE)
+    assert {r.status_code for r, _ in refilled} == {200}
+
+    # The host became unreachable: connects hang until the connect timeout. As many requests as the
+    # pool has slots connect side by side, each answered within one connect timeout, not one after the
+    # other.
+    proxy.cut("blackhole")
+    unreachable = concurrently(server, headers, POOL_SIZE)
+    for response, _ in unreachable:
+        assert_unavailable(response)
+    slowest_unreachable = max(elapsed for _, elapsed in unreachable)
+    assert slowest_unreachable < CONNECT_TIMEOUT + 1.5
+
+    proxy.restore()
+    again, second_recovery = get_page(server, headers)
+    assert again.status_code == 200, again.text
+    assert server.process.poll() is None, "the server process must survive the outages"
+    print(
+        f"\noutage timings: refused 503 in <= {slowest_refused:.3f}s, "
+        f"unreachable 503 in <= {slowest_unreachable:.3f}s (connect timeout {CONNECT_TIMEOUT}s), "
+        f"first request after restore 200 in {recovery:.3f}s and {second_recovery:.3f}s"
+    )
+
+
+@pytest.mark.slow
+def test_a_request_waiting_for_a_pool_slot_gives_up_with_503(database, database_url, auth_headers):
+    add_user(USER)
+    app = create_app(make_settings(database_url, db_pool_size=1, db_pool_timeout=1, retry_after_seconds=3))
+    pool = database_proxy.obj
+    from starlette.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        pool.connect()  # this thread holds the only connection of the pool
+        try:
+            started = time.monotonic()
+            response = client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER))
+            waited = time.monotonic() - started
+        finally:
+            pool.close()
+        assert_unavailable(response)
+        assert 1 <= waited < 1 + 1.5
+        assert client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER)).status_code == 200
+
+
+@sqlite_only
+def test_sqlite_locked_past_busy_timeout_answers_503_then_recovers(fresh_database_url, auth_headers):
+    settings = make_settings(fresh_database_url, db_busy_timeout_ms=200, retry_after_seconds=RETRY_AFTER)
+    migrate(open_database(settings))
+    with database_proxy.connection_context():
+        add_user(USER)
+    app = create_app(settings)
+    from starlette.testclient import TestClient
+
+    holder = sqlite3.connect(urlparse(fresh_database_url).path, isolation_level=None)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        database_proxy.obj.close_idle()  # a WAL connection left open would keep the lock below from us
+        try:
+            # An exclusive lock in WAL mode shuts readers out too, as a stuck maintenance job would.
+            holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+            holder.execute("BEGIN EXCLUSIVE")
+            started = time.monotonic()
+            response = client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER))
+            waited = time.monotonic() - started
+        finally:
+            holder.rollback()
+            holder.close()
+        assert_unavailable(response)
+        assert waited < 3
+        assert client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER)).status_code == 200
