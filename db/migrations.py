@@ -79,10 +79,12 @@ def migrate(database: peewee.Database, target: int | None = None) -> list[Migrat
     """Apply every migration not yet applied, up to `target` (default: all). Returns what it applied."""
     target = LATEST_VERSION if target is None else target
     with database.connection_context():
-        database.execute_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            "version INTEGER NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL, applied_at TIMESTAMP NOT NULL)"
-        )
+        # Under the lock too: PostgreSQL's IF NOT EXISTS does not stop two sessions racing to create it.
+        with _migration_transaction(database):
+            database.execute_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL, applied_at TIMESTAMP NOT NULL)"
+            )
         applied: list[Migration] = []
         for migration in MIGRATIONS:
             if migration.version > target:
