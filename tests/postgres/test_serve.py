@@ -1,0 +1,63 @@
+"""`autional-sessions serve --workers N` runs N worker processes, and several instances share one database."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.factories import add_session, add_user
+from tests.postgres.support import READY_SECONDS, Server, running_server
+
+USER = "usr_serve001"
+
+
+def parent_pid(pid: int) -> int:
+    # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after its ")".
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def wait_for_workers(server: Server, count: int) -> set[int]:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        pids = server.worker_pids()
+        if len(pids) >= count:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"{count} workers not started after {READY_SECONDS}s:\n{server.log()}")
+
+
+def listed_ids(server: Server, headers: dict[str, str]) -> list[str]:
+    response = httpx.get(f"{server.url}/sessions/user/{USER}/sessions", headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    return [item["id"] for item in response.json()["items"]]
+
+
+@pytest.mark.slow
+def test_workers_are_processes_and_instances_share_the_database(
+    database, database_url, tmp_path, auth_headers
+):
+    add_user(USER)
+    add_session("sess_serve_1", USER)
+    headers = auth_headers(USER)
+
+    with (
+        running_server(database_url, tmp_path / "a.log", workers=2) as a,
+        running_server(database_url, tmp_path / "b.log", workers=1) as b,
+    ):
+        workers = wait_for_workers(a, 2)
+        assert len(workers) == 2
+        assert {parent_pid(pid) for pid in workers} == {a.process.pid}
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda server: listed_ids(server, headers), [a, b] * 8))
+        assert answers == [["sess_serve_1"]] * 16
+
+        # What one writer adds, every instance and worker lists at once: no instance keeps its own copy.
+        add_session("sess_serve_2", USER)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda server: sorted(listed_ids(server, headers)), [a, b] * 8))
+        assert answers == [["sess_serve_1", "sess_serve_2"]] * 16
