@@ -47,6 +47,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, default=1)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(run=_serve)
+
+    p = sub.add_parser(
+        "contract-test",
+        help="run the contract suite against a deployment",
+        description="Run the contract suite (Schemathesis, every check, openapi.yaml) against the API at --url "
+        "with a token for --user-id. Exits non-zero on any failure; each failure shows a curl line.",
+    )
+    p.add_argument("--url", required=True, help="base URL of the deployment, e.g. http://127.0.0.1:8000")
+    p.add_argument("--token", required=True, help="a bearer token the deployment accepts for --user-id")
+    p.add_argument("--user-id", required=True, help="the user the token belongs to")
+    p.add_argument("--junit-xml", metavar="PATH", help="also write a JUnit XML report there")
+    p.add_argument(
+        "--max-examples",
+        type=_positive,
+        metavar="N",
+        help="fuzzing budget (default: max-examples in schemathesis.toml)",
+    )
+    p.set_defaults(run=_contract_test)
     return parser
 
 
@@ -114,6 +132,45 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=True,
     )
     return 0
+
+
+def _contract_test(args: argparse.Namespace) -> int:
+    """pytest on the installed contract_tests package: the very suite `make test` runs in process."""
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    import contract_tests
+
+    if args.max_examples:
+        # The suite reads its budget at import, when pytest collects it.
+        os.environ["CONTRACT_MAX_EXAMPLES"] = str(args.max_examples)
+    package = Path(contract_tests.__file__).parent
+    argv = [
+        str(package),
+        # Only the suite's own settings: none from the pytest configuration or conftest.py files of the
+        # directory this runs in, and nothing written there.
+        "-c",
+        os.devnull,
+        "--rootdir",
+        str(package),
+        "--confcutdir",
+        str(package),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfE",
+        "--contract-url",
+        args.url,
+        "--contract-token",
+        args.token,
+        "--contract-user-id",
+        args.user_id,
+    ]
+    if args.junit_xml:
+        argv += ["--junit-xml", args.junit_xml]
+    return int(pytest.main(argv))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,16 @@ import yaml
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def spec_path() -> Path:
-    """openapi.yaml at the repository root (a checkout or editable install), else the packaged copy."""
-    for candidate in (_PACKAGE_DIR.parent / "openapi.yaml", _PACKAGE_DIR / "openapi.yaml"):
+def project_file(name: str) -> Path:
+    """A file kept at the repository root (a checkout or editable install), else its packaged copy."""
+    for candidate in (_PACKAGE_DIR.parent / name, _PACKAGE_DIR / name):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
-        "openapi.yaml is neither at the repository root nor packaged with autional_sessions"
-    )
+    raise FileNotFoundError(f"{name} is neither at the repository root nor packaged with autional_sessions")
+
+
+def spec_path() -> Path:
+    return project_file("openapi.yaml")
 
 
 @functools.cache

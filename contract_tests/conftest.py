@@ -1,0 +1,117 @@
+"""Where the contract suite points: the in-process app on a seeded database, or a live deployment.
+
+In process (the default, in `make test`): the app from the root conftest's fixtures, on a temporary
+database seeded with users usr_0000000 .. usr_0000003; each case is signed for the user in its path, so
+cases reach the handler. Each of those users plays a part: usr_0000000 and usr_0000001 list their sessions
+(200), usr_0000002's queries fail with an unexpected database error (500, injected under the app), and
+usr_0000003's sessions are asked for with usr_0000000's token (403); ids of nobody (404) still turn up.
+
+Against a deployment: `--contract-url URL --contract-token TOKEN --contract-user-id USER_ID` (what
+`autional-sessions contract-test` passes). The token is sent as is; generated ids often name USER_ID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import peewee
+import pytest
+
+from contract_tests.harness import StatusLedger, Target, documented_statuses
+
+SEEDED_USERS = 4
+SESSIONS_PER_USER = 25
+_LEDGER = pytest.StashKey[StatusLedger]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("contract", "contract suite (contract_tests) against a live deployment")
+    group.addoption("--contract-url", metavar="URL", help="base URL of the deployment to test")
+    group.addoption("--contract-token", metavar="TOKEN", help="a bearer token for --contract-user-id")
+    group.addoption("--contract-user-id", metavar="USER_ID", help="the user the token belongs to")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_LEDGER] = StatusLedger()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    ledger = config.stash.get(_LEDGER, None)
+    if ledger is None or not ledger.counts:
+        return
+    terminalreporter.write_sep("=", "contract suite: (operation, status) pairs produced and validated")
+    terminalreporter.write_line(ledger.table(documented_statuses(), required_statuses(config)))
+
+
+def live_url(config: pytest.Config) -> str | None:
+    return config.getoption("contract_url", default=None)
+
+
+def required_statuses(config: pytest.Config) -> dict[str, set[int]]:
+    """The documented statuses the run must have produced: all of them, but for those it cannot reach."""
+    # 503 (the database is unreachable) needs a database outage, which only the PostgreSQL outage tests
+    # stage; the suite validates a 503 when it sees one but does not require it.
+    unreachable = {503}
+    if live_url(config):
+        # Against a deployment the suite has one user's token and no way to inject a fault: every other
+        # user id is a 403 before any lookup, so neither 404 nor 500 can be provoked.
+        unreachable |= {404, 500}
+    return {label: statuses - unreachable for label, statuses in documented_statuses().items()}
+
+
+@pytest.fixture(scope="session")
+def status_ledger(pytestconfig: pytest.Config) -> StatusLedger:
+    return pytestconfig.stash[_LEDGER]
+
+
+@pytest.fixture
+def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """Aim the suite's contract at the deployment named by the options, or else at the in-process app."""
+    config = request.config
+    url = live_url(config)
+    if url:
+        token, user = config.getoption("contract_token"), config.getoption("contract_user_id")
+        if not token or not user:
+            pytest.fail("--contract-url needs --contract-token and --contract-user-id", pytrace=False)
+        yield Target(known_users=[user], token_for=lambda _user_id: token, base_url=url)
+        return
+
+    from db.models import database_proxy
+    from db.seed import seed, user_id
+
+    # The root conftest's app: a fresh app on the emptied, migrated test database of this run's engine.
+    app = request.getfixturevalue("app")
+    make_token = request.getfixturevalue("make_token")
+    database = database_proxy.obj
+    seed(database, SEEDED_USERS, SESSIONS_PER_USER)
+    intruder, fault_user, intruded = user_id(0), user_id(2), user_id(3)
+    target = Target(
+        known_users=[user_id(n) for n in range(SEEDED_USERS)],
+        token_for=lambda path_user: make_token(intruder if path_user == intruded else path_user),
+        app=app,
+        fault_user=fault_user,
+    )
+    with queries_naming_fail(database, fault_user):
+        yield target
+
+
+@contextlib.contextmanager
+def queries_naming_fail(database: peewee.Database, user_id: str) -> Iterator[None]:
+    """Make every statement the database runs with `user_id` among its parameters fail unexpectedly.
+
+    The fault is raised where the driver would raise it, under the app, so the 500 it causes goes through
+    the same error handling as a real bug would.
+    """
+    original = database.execute_sql
+
+    def execute_sql(sql: str, params: Sequence[object] | None = None, *args: object, **kwargs: object):
+        if params and user_id in params:
+            raise peewee.ProgrammingError(f"injected fault for {user_id}")
+        return original(sql, params, *args, **kwargs)
+
+    database.execute_sql = execute_sql
+    try:
+        yield
+    finally:
+        del database.execute_sql

@@ -1,0 +1,125 @@
+"""`autional-sessions contract-test` passes against our own server and fails against one that breaks the
+contract, with a curl line that reproduces the failure."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from autional_sessions.app import create_app
+from db.seed import seed
+from tests.postgres.support import READY_SECONDS, free_port, running_server
+
+USER = "usr_0000001"
+# A small budget: these tests prove the command's verdict, the in-process suite proves the server.
+MAX_EXAMPLES = "40"
+
+
+def contract_test(url: str, token: str, junit: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "autional_sessions", "contract-test", "--url", url, "--token", token]
+    command += ["--user-id", USER, "--junit-xml", str(junit), "--max-examples", MAX_EXAMPLES]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def junit_counts(path: Path) -> dict[str, int]:
+    suite = ET.parse(path).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    return {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors")}
+
+
+class DropsTotal:
+    """Our app, broken on purpose: a 200 loses `total`, which dto.SessionListResponse requires."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message = {}
+        body = bytearray()
+
+        async def rewrite(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            data = bytes(body)
+            if start["status"] == 200 and data:
+                document = json.loads(data)
+                document.pop("total")
+                data = json.dumps(document).encode()
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(data)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": data})
+
+        await self.app(scope, receive, rewrite)
+
+
+@contextlib.contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """`app` behind uvicorn on a free port, in a thread of this process."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + READY_SECONDS
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the broken server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def token(database, make_token) -> str:
+    """A seeded database with USER among its users, and an hour-long token for USER."""
+    seed(database, 3, 25)
+    return make_token(USER, exp=int(time.time()) + 3600)
+
+
+@pytest.mark.slow
+def test_contract_test_passes_against_our_own_server(token, database_url, tmp_path):
+    junit = tmp_path / "contract.xml"
+    with running_server(database_url, tmp_path / "server.log") as server:
+        result = contract_test(server.url, token, junit, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert junit_counts(junit) == {"tests": 2, "failures": 0, "errors": 0}
+    table = result.stdout.split("(operation, status) pairs produced and validated", 1)[1]
+    for status in (200, 400, 401, 403):
+        line = next(line for line in table.splitlines() if line.startswith("GET ") and f" {status} " in line)
+        assert "MISSING" not in line and "not seen" not in line, line
+
+
+@pytest.mark.slow
+def test_contract_test_fails_with_a_curl_line_against_a_server_that_breaks_the_contract(
+    token, settings, tmp_path
+):
+    junit = tmp_path / "contract.xml"
+    with serving(DropsTotal(create_app(settings))) as url:
+        result = contract_test(url, token, junit, cwd=tmp_path)
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert f"curl -X GET -H 'Authorization: [Filtered]' '{url}/sessions/user/" in output
+    assert '"total" is a required property' in output
+    assert junit_counts(junit)["failures"] >= 1
