@@ -111,16 +111,22 @@ def seed(
     *,
     now: dt.datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    first_user: int = 0,
 ) -> int:
-    """Upsert the demo users and their sessions; returns the number of session rows written."""
+    """Upsert the demo users and their sessions; returns the number of session rows written.
+
+    The users are numbered from `first_user`, so that a benchmark can add a few users with many more
+    sessions after the others.
+    """
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None, microsecond=0)
     fields = [getattr(Session, "user" if f == "user_id" else f) for f in SESSION_FIELDS]
     preserve = [f for f in fields if f is not Session.id]
     written = 0
     total = users * sessions_per_user
     with database.connection_context():
-        for first in range(0, users, BATCH_ROWS):
-            numbers = range(first, min(first + BATCH_ROWS, users))
+        end = first_user + users
+        for first in range(first_user, end, BATCH_ROWS):
+            numbers = range(first, min(first + BATCH_ROWS, end))
             with database.atomic():
                 User.insert_many(
                     [(user_id(n), DEMO_TENANT, now) for n in numbers],
