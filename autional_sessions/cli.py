@@ -150,7 +150,7 @@ def _contract_test(args: argparse.Namespace) -> int:
     argv = [
         str(package),
         # Only the suite's own settings: none from the pytest configuration or conftest.py files of the
-        # directory this runs in, and nothing written there.
+        # directory this runs in, and no pytest cache written there.
         "-c",
         os.devnull,
         "--rootdir",

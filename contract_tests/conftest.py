@@ -41,14 +41,14 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if ledger is None or not ledger.counts:
         return
     terminalreporter.write_sep("=", "contract suite: (operation, status) pairs produced and validated")
-    terminalreporter.write_line(ledger.table(documented_statuses(), required_statuses(config)))
+    terminalreporter.write_line(ledger.table(documented_statuses(), required(config)))
 
 
 def live_url(config: pytest.Config) -> str | None:
     return config.getoption("contract_url", default=None)
 
 
-def required_statuses(config: pytest.Config) -> dict[str, set[int]]:
+def required(config: pytest.Config) -> dict[str, set[int]]:
     """The documented statuses the run must have produced: all of them, but for those it cannot reach."""
     # 503 (the database is unreachable) needs a database outage, which only the PostgreSQL outage tests
     # stage; the suite validates a 503 when it sees one but does not require it.
@@ -58,6 +58,11 @@ def required_statuses(config: pytest.Config) -> dict[str, set[int]]:
         # user id is a 403 before any lookup, so neither 404 nor 500 can be provoked.
         unreachable |= {404, 500}
     return {label: statuses - unreachable for label, statuses in documented_statuses().items()}
+
+
+@pytest.fixture(scope="session")
+def required_statuses(pytestconfig: pytest.Config) -> dict[str, set[int]]:
+    return required(pytestconfig)
 
 
 @pytest.fixture(scope="session")
