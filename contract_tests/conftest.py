@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_LEDGER] = StatusLedger()
 
 
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     ledger = config.stash.get(_LEDGER, None)
     if ledger is None or not ledger.counts:
         return

@@ -11,7 +11,7 @@ import functools
 import tomllib
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +40,9 @@ def load_settings(max_examples: int | None = None) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(data)
 
 
-# What the suite's auth provider puts in a case: Schemathesis draws cases at collection, before any fixture
-# has said where the suite points and with which key tokens are signed, so the real token is put in just
-# before the case is sent (`Target.prepare`).
+# What the suite's auth provider puts in a case: Schemathesis draws its examples and coverage cases when
+# pytest collects the test, before any fixture has said where the suite points and with which key tokens
+# are signed, so the real token is put in just before the case is sent (`Target.prepare`).
 PENDING_TOKEN = "token-of-the-user-in-the-path"
 
 
@@ -68,13 +68,17 @@ def load_contract(config: SchemathesisConfig) -> OpenApiSchema:
 
 def documented_statuses(spec: Mapping[str, Any] | None = None) -> dict[str, set[int]]:
     """Each operation's label (`GET /path`) and the statuses its responses document."""
-    spec = spec or load_spec()
     return {
         f"{method.upper()} {path}": {int(status) for status in operation["responses"] if status.isdigit()}
-        for path, item in spec["paths"].items()
-        for method, operation in item.items()
-        if method in HTTP_METHODS
+        for method, path, operation in _operations(spec or load_spec())
     }
+
+
+def _operations(spec: Mapping[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield method, path, operation
 
 
 @dataclass(frozen=True)
@@ -117,9 +121,7 @@ def _user_id_validators() -> list[Draft4Validator]:
 def _path_parameters(name: str) -> list[dict[str, Any]]:
     return [
         parameter
-        for item in load_spec()["paths"].values()
-        for method, operation in item.items()
-        if method in HTTP_METHODS
+        for _method, _path, operation in _operations(load_spec())
         for parameter in operation.get("parameters", [])
         if parameter["name"] == name and parameter["in"] == "path"
     ]
