@@ -8,6 +8,7 @@ PostgreSQL with connect and statement timeouts so a sick database cannot hang a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import logging
 import time
@@ -69,6 +70,9 @@ def _sqlite(raw_path: str, settings: Settings) -> peewee.Database:
 def _postgresql(url, settings: Settings) -> peewee.Database:
     if psycopg2 is None:
         raise RuntimeError("PostgreSQL needs psycopg2: pip install psycopg2-binary")
+    from db import pg_deadline
+
+    pg_deadline.install()
     return _PostgresqlPool(
         unquote(url.path.lstrip("/")),
         max_connections=settings.db_pool_size,
@@ -80,6 +84,13 @@ def _postgresql(url, settings: Settings) -> peewee.Database:
         user=unquote(url.username) if url.username else None,
         password=unquote(url.password) if url.password else None,
         connect_timeout=settings.db_connect_timeout,
+        # The same bounds, kept by the client even when the server cannot keep its own: a statement gets
+        # a second more than the server's statement_timeout, so that the server's cancel comes first.
+        connection_factory=functools.partial(
+            pg_deadline.PatientConnection,
+            connect_patience=settings.db_connect_timeout,
+            statement_patience=settings.db_statement_timeout_ms / 1000 + 1,
+        ),
         application_name=settings.service_name,
         options=f"-c statement_timeout={settings.db_statement_timeout_ms}",
         # Notice a peer that vanished without closing the socket (a dead host, a cut network) within

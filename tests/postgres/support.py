@@ -103,7 +103,8 @@ class TcpProxy:
 
     `cut("refuse")` drops every live connection and closes each new one at once (a server that went
     away); `cut("blackhole")` drops every live connection and accepts new ones but never answers (an
-    unreachable host); `restore()` forwards again.
+    unreachable host); `cut("stall")` keeps every connection open but lets nothing through, either way
+    (a frozen server: its host still acknowledges every packet); `restore()` forwards again.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -119,9 +120,11 @@ class TcpProxy:
         self._thread.start()
 
     def cut(self, mode: str) -> None:
-        assert mode in ("refuse", "blackhole")
+        assert mode in ("refuse", "blackhole", "stall")
         with self._lock:
             self._mode = mode
+            if mode == "stall":
+                return
             live, self._sockets = self._sockets, set()
         for sock in live:
             _drop(sock)
@@ -144,7 +147,7 @@ class TcpProxy:
                 continue
             with self._lock:
                 mode = self._mode
-                if mode == "blackhole":
+                if mode in ("blackhole", "stall"):
                     self._sockets.add(client)  # held open, never answered
                     continue
             if mode == "refuse":
@@ -155,21 +158,24 @@ class TcpProxy:
             except OSError:
                 _drop(client)
                 continue
+            # Blocking from here on: a quiet connection (an idle pooled one) must stay open.
+            client.settimeout(None)
+            upstream.settimeout(None)
             with self._lock:
                 self._sockets.update((client, upstream))
             for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        _drop(src)
-        _drop(dst)
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if self._mode != "stall":  # stalled: taken off the wire, never delivered
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _drop(src)
+            _drop(dst)
 
 
 def _drop(sock: socket.socket) -> None:

@@ -28,6 +28,9 @@ CONNECT_TIMEOUT = 2  # libpq's smallest: it reads 1 as 2
 POOL_TIMEOUT = 2
 POOL_SIZE = 4
 RETRY_AFTER = 3
+STATEMENT_TIMEOUT_MS = 1000
+# How long the server waits for an answer to a statement: a second past the statement timeout.
+STATEMENT_PATIENCE = STATEMENT_TIMEOUT_MS / 1000 + 1
 # "Within a few seconds": the longest legitimate wait is a pool slot, then a connect attempt.
 PATIENCE = POOL_TIMEOUT + CONNECT_TIMEOUT + 1.5
 
@@ -58,6 +61,7 @@ def proxied_server(database_url, user_with_sessions, tmp_path, auth_headers):
         "AUTIONAL_DB_POOL_TIMEOUT": str(POOL_TIMEOUT),
         "AUTIONAL_DB_POOL_SIZE": str(POOL_SIZE),
         "AUTIONAL_RETRY_AFTER": str(RETRY_AFTER),
+        "AUTIONAL_DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_MS),
     }
     try:
         with running_server(proxied_url, tmp_path / "server.log", env=env) as server:
@@ -128,11 +132,27 @@ def test_postgresql_outage_answers_503_quickly_and_the_same_process_recovers(
     proxy.restore()
     again, second_recovery = get_page(server, headers)
     assert again.status_code == 200, again.text
+    concurrently(server, headers, POOL_SIZE)
+
+    # The server froze: every connection stays open, nothing comes back, not even to a cancel. The
+    # server's own statement timeout cannot fire; the client's deadline does, then the one retry's
+    # connect timeout.
+    proxy.cut("stall")
+    frozen = concurrently(server, headers, POOL_SIZE)
+    for response, _ in frozen:
+        assert_unavailable(response)
+    slowest_frozen = max(elapsed for _, elapsed in frozen)
+    assert slowest_frozen < STATEMENT_PATIENCE + CONNECT_TIMEOUT + 1.5
+
+    proxy.restore()
+    thawed, third_recovery = get_page(server, headers)
+    assert thawed.status_code == 200, thawed.text
     assert server.process.poll() is None, "the server process must survive the outages"
     print(
         f"\noutage timings: refused 503 in <= {slowest_refused:.3f}s, "
         f"unreachable 503 in <= {slowest_unreachable:.3f}s (connect timeout {CONNECT_TIMEOUT}s), "
-        f"first request after restore 200 in {recovery:.3f}s and {second_recovery:.3f}s"
+        f"frozen 503 in <= {slowest_frozen:.3f}s (statement patience {STATEMENT_PATIENCE:g}s), "
+        f"first request after each restore 200 in {recovery:.3f}s, {second_recovery:.3f}s, {third_recovery:.3f}s"
     )
 
 
