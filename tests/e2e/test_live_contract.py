@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -104,10 +105,11 @@ def test_contract_test_passes_against_our_own_server(token, database_url, tmp_pa
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert junit_counts(junit) == {"tests": 2, "failures": 0, "errors": 0}
-    table = result.stdout.split("(operation, status) pairs produced and validated", 1)[1]
-    for status in (200, 400, 401, 403):
-        line = next(line for line in table.splitlines() if line.startswith("GET ") and f" {status} " in line)
-        assert "MISSING" not in line and "not seen" not in line, line
+    # The status table: a row per (operation, status) with the number of responses validated.
+    seen = {
+        int(status) for status in re.findall(r"^GET \S+ +(\d{3}) +[1-9]\d*$", result.stdout, re.MULTILINE)
+    }
+    assert seen >= {200, 400, 401, 403}, result.stdout
 
 
 @pytest.mark.slow
