@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -76,9 +77,14 @@ def _positive(raw: str) -> int:
 
 
 def _open(settings: Settings):
+    """The database for a maintenance command (migrate, seed).
+
+    Without the statement timeout meant for requests: building an index or upserting a batch on a big
+    table may rightly take longer than any request should.
+    """
     from db.engine import open_database
 
-    return open_database(settings)
+    return open_database(dataclasses.replace(settings, db_statement_timeout_ms=0))
 
 
 def _migrate(args: argparse.Namespace) -> int:

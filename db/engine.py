@@ -89,9 +89,12 @@ def _postgresql(url, settings: Settings) -> peewee.Database:
         connection_factory=functools.partial(
             pg_deadline.PatientConnection,
             connect_patience=settings.db_connect_timeout,
-            statement_patience=settings.db_statement_timeout_ms / 1000 + 1,
+            statement_patience=(settings.db_statement_timeout_ms / 1000 + 1)
+            if settings.db_statement_timeout_ms
+            else None,
         ),
         application_name=settings.service_name,
+        # 0, for maintenance commands only, means no timeout, to PostgreSQL as to the client deadline.
         options=f"-c statement_timeout={settings.db_statement_timeout_ms}",
         # Notice a peer that vanished without closing the socket (a dead host, a cut network) within
         # about the connect timeout, whether we wait for its answer (keepalives) or for it to take our

@@ -20,7 +20,9 @@ import psycopg2.extensions as pg
 class PatientConnection(pg.connection):
     """A psycopg2 connection that carries how long `wait_with_deadline` waits for its server."""
 
-    def __init__(self, dsn: str, *, connect_patience: float, statement_patience: float, **kwargs) -> None:
+    def __init__(
+        self, dsn: str, *, connect_patience: float, statement_patience: float | None, **kwargs
+    ) -> None:
         # Set before the base class's __init__, which connects, through the wait callback.
         self.connect_patience = connect_patience
         self.statement_patience = statement_patience
@@ -30,7 +32,8 @@ class PatientConnection(pg.connection):
 def wait_with_deadline(conn: pg.connection) -> None:
     """psycopg2's wait callback: psycopg2.extras.wait_select with a deadline, for PatientConnections.
 
-    Other connections (tools, tests) wait as long as it takes, as without a callback.
+    Other connections (tools, tests), and statements whose patience is None (maintenance commands), wait
+    as long as it takes, as without a callback.
     """
     patience: float | None = None
     if isinstance(conn, PatientConnection):

@@ -11,6 +11,8 @@ import httpx
 import peewee
 import pytest
 
+from autional_sessions.cli import main
+from autional_sessions.config import Settings
 from conftest import make_settings, postgres_admin_connection
 from db.engine import is_unavailable, open_database
 from tests.factories import add_session, add_user
@@ -74,3 +76,21 @@ def test_a_statement_past_the_statement_timeout_is_cancelled_and_means_unavailab
         assert is_unavailable(raised.value)
     finally:
         database.close_all()
+
+
+@postgres_only
+def test_migrate_and_seed_are_not_bound_by_the_statement_timeout_of_requests(fresh_database_url, monkeypatch):
+    monkeypatch.setenv("AUTIONAL_DATABASE_URL", fresh_database_url)
+    # Far below what a 2,000-row insert takes: only a command without the request timeout gets through.
+    monkeypatch.setenv("AUTIONAL_DB_STATEMENT_TIMEOUT_MS", "1")
+
+    assert main(["migrate"]) == 0
+    assert main(["seed", "--users", "200", "--sessions-per-user", "20"]) == 0
+
+    serving = open_database(Settings.from_env())
+    try:
+        with serving.connection_context(), pytest.raises(peewee.OperationalError) as raised:
+            serving.execute_sql("SELECT pg_sleep(0.5)")
+        assert is_unavailable(raised.value)
+    finally:
+        serving.close_all()
