@@ -2,7 +2,9 @@
 
 Both engines are pooled so that a request checks a connection out and back in the same way whatever
 thread serves it: SQLite in WAL mode with a busy timeout (readers and one writer do not fail each other),
-PostgreSQL with connect and statement timeouts so a sick database cannot hang a request.
+PostgreSQL with connect and statement timeouts, which the client keeps too (`db.pg_deadline`), so a sick
+database cannot hang a request. Waiting for a pool slot is bounded by the pool timeout; what the
+database cannot serve, `is_unavailable` tells apart for the app's 503.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import functools
 import heapq
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -151,7 +154,18 @@ class _UnblockingPool(PooledDatabase):
 
 
 class _SqlitePool(_UnblockingPool, PooledSqliteDatabase):
-    pass
+    def _set_pragmas(self, conn) -> None:
+        # Switching a new file to WAL needs a lock for which SQLite does not always call its busy
+        # handler: several processes opening a fresh file at once got "database is locked" at once.
+        # Wait for it as busy_timeout would (the pragmas are idempotent).
+        deadline = time.monotonic() + dict(self._pragmas)["busy_timeout"] / 1000
+        while True:
+            try:
+                return super()._set_pragmas(conn)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005)
 
 
 class _PostgresqlPool(_UnblockingPool, PooledPostgresqlDatabase):
