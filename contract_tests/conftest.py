@@ -1,10 +1,11 @@
 """Where the contract suite points: the in-process app on a seeded database, or a live deployment.
 
 In process (the default, in `make test`): the app from the root conftest's fixtures, on a temporary
-database seeded with users usr_0000000 .. usr_0000003; each case is signed for the user in its path, so
+database seeded with users usr_0000000 .. usr_0000004; each case is signed for the user in its path, so
 cases reach the handler. Each of those users plays a part: usr_0000000 and usr_0000001 list their sessions
-(200), usr_0000002's queries fail with an unexpected database error (500, injected under the app), and
-usr_0000003's sessions are asked for with usr_0000000's token (403); ids of nobody (404) still turn up.
+(200), usr_0000002's queries fail with an unexpected database error (500, injected under the app),
+usr_0000003's sessions are asked for with usr_0000000's token (403), and usr_0000004's queries fail as
+they do when the database is unreachable (503, injected likewise); ids of nobody (404) still turn up.
 
 Against a deployment: `--contract-url URL --contract-token TOKEN --contract-user-id USER_ID` (what
 `autional-sessions contract-test` passes). The token is sent as is; generated ids often name USER_ID.
@@ -13,14 +14,14 @@ Against a deployment: `--contract-url URL --contract-token TOKEN --contract-user
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import peewee
 import pytest
 
 from contract_tests.harness import StatusLedger, Target, documented_statuses
 
-SEEDED_USERS = 4
+SEEDED_USERS = 5
 SESSIONS_PER_USER = 25
 _LEDGER = pytest.StashKey[StatusLedger]()
 
@@ -50,13 +51,11 @@ def live_url(config: pytest.Config) -> str | None:
 
 def required(config: pytest.Config) -> dict[str, set[int]]:
     """The documented statuses the run must have produced: all of them, but for those it cannot reach."""
-    # 503 (the database is unreachable) needs a database outage, which only the PostgreSQL outage tests
-    # stage; the suite validates a 503 when it sees one but does not require it.
-    unreachable = {503}
+    unreachable: set[int] = set()
     if live_url(config):
         # Against a deployment the suite has one user's token and no way to inject a fault: every other
-        # user id is a 403 before any lookup, so neither 404 nor 500 can be provoked.
-        unreachable |= {404, 500}
+        # user id is a 403 before any lookup, so neither 404 nor 500 nor 503 can be provoked.
+        unreachable |= {404, 500, 503}
     return {label: statuses - unreachable for label, statuses in documented_statuses().items()}
 
 
@@ -90,29 +89,43 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     make_token = request.getfixturevalue("make_token")
     database = database_proxy.obj
     seed(database, SEEDED_USERS, SESSIONS_PER_USER)
-    intruder, fault_user, intruded = user_id(0), user_id(2), user_id(3)
+    intruder, fault_user, intruded, outage_user = user_id(0), user_id(2), user_id(3), user_id(4)
     target = Target(
         known_users=[user_id(n) for n in range(SEEDED_USERS)],
         token_for=lambda path_user: make_token(intruder if path_user == intruded else path_user),
         app=app,
-        fault_user=fault_user,
+        fault_users=(fault_user, outage_user),
     )
-    with queries_naming_fail(database, fault_user):
+    with queries_naming_fail(database, {fault_user: _unexpected_error, outage_user: _unavailable_error}):
         yield target
 
 
-@contextlib.contextmanager
-def queries_naming_fail(database: peewee.Database, user_id: str) -> Iterator[None]:
-    """Make every statement the database runs with `user_id` among its parameters fail unexpectedly.
+def _unexpected_error(database: peewee.Database, user_id: str) -> Exception:
+    return peewee.ProgrammingError(f"injected fault for {user_id}")
 
-    The fault is raised where the driver would raise it, under the app, so the 500 it causes goes through
-    the same error handling as a real bug would.
+
+def _unavailable_error(database: peewee.Database, user_id: str) -> Exception:
+    """What the driver raises when the database cannot serve: a lost server, or a file locked too long."""
+    if isinstance(database, peewee.PostgresqlDatabase):
+        return peewee.OperationalError("server closed the connection unexpectedly (injected)")
+    return peewee.OperationalError("database is locked (injected)")
+
+
+@contextlib.contextmanager
+def queries_naming_fail(
+    database: peewee.Database, faults: Mapping[str, Callable[[peewee.Database, str], Exception]]
+) -> Iterator[None]:
+    """Make every statement the database runs with one of these user ids among its parameters fail.
+
+    The fault is raised where the driver would raise it, under the app, so the response it causes goes
+    through the same error handling as a real bug or outage would.
     """
     original = database.execute_sql
 
     def execute_sql(sql: str, params: Sequence[object] | None = None, *args: object, **kwargs: object):
-        if params and user_id in params:
-            raise peewee.ProgrammingError(f"injected fault for {user_id}")
+        for user_id, fault in faults.items():
+            if params and user_id in params:
+                raise fault(database, user_id)
         return original(sql, params, *args, **kwargs)
 
     database.execute_sql = execute_sql

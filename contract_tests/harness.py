@@ -89,7 +89,7 @@ class Target:
     token_for: Callable[[str], str]  # the bearer token to send, by the user id in the case's path
     app: Any = None  # an ASGI app to call in process, or
     base_url: str | None = None  # the deployment's base URL
-    fault_user: str | None = None  # the user whose database fails on purpose (in process only)
+    fault_users: Sequence[str] = ()  # users whose database fails on purpose (in process only)
 
     def transport(self) -> dict[str, Any]:
         return {"base_url": self.base_url} if self.base_url else {}
