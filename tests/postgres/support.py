@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -40,7 +41,9 @@ def free_port() -> int:
 class Server:
     """`autional-sessions serve` in its own process group, its log in a file."""
 
-    def __init__(self, database_url: str, log_path: Path, *, workers: int = 1, env: Mapping[str, str] = {}):
+    def __init__(
+        self, database_url: str, log_path: Path, *, workers: int = 1, env: Mapping[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -50,7 +53,7 @@ class Server:
             "AUTIONAL_JWT_SECRET": TEST_SECRET,
             "AUTIONAL_JWT_ISSUER": TEST_ISSUER,
             "AUTIONAL_JWT_AUDIENCE": TEST_AUDIENCE,
-            **env,
+            **(env or {}),
         }
         command = [sys.executable, "-m", "autional_sessions", "serve", "--port", str(self.port)]
         command += ["--workers", str(workers), "--log-level", "info"]
@@ -128,6 +131,13 @@ class TcpProxy:
             live, self._sockets = self._sockets, set()
         for sock in live:
             _drop(sock)
+
+    def url_for(self, database_url: str) -> str:
+        """`database_url` with its host and port replaced by this proxy's."""
+        parts = urlparse(database_url)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"127.0.0.1:{self.port}"
+        return parts._replace(netloc=f"{credentials}@{netloc}" if credentials else netloc).geturl()
 
     def restore(self) -> None:
         with self._lock:

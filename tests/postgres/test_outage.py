@@ -55,7 +55,6 @@ def user_with_sessions(database) -> list[str]:
 def proxied_server(database_url, user_with_sessions, tmp_path, auth_headers):
     target = urlparse(database_url)
     proxy = TcpProxy(target.hostname, target.port or 5432)
-    proxied_url = target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}").geturl()
     env = {
         "AUTIONAL_DB_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
         "AUTIONAL_DB_POOL_TIMEOUT": str(POOL_TIMEOUT),
@@ -64,7 +63,7 @@ def proxied_server(database_url, user_with_sessions, tmp_path, auth_headers):
         "AUTIONAL_DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_MS),
     }
     try:
-        with running_server(proxied_url, tmp_path / "server.log", env=env) as server:
+        with running_server(proxy.url_for(database_url), tmp_path / "server.log", env=env) as server:
             yield proxy, server
     finally:
         proxy.close()
