@@ -24,7 +24,7 @@ from tests.factories import add_session, add_user
 from tests.postgres.support import TcpProxy, postgres_only, running_server, sqlite_only
 
 USER = "usr_outage01"
-CONNECT_TIMEOUT = 2  # libpq's smallest: it reads 1 as 2
+CONNECT_TIMEOUT = 2  # seconds; also how long a stalled statement's retry waits to connect
 POOL_TIMEOUT = 2
 POOL_SIZE = 4
 RETRY_AFTER = 3
@@ -52,7 +52,7 @@ def user_with_sessions(database) -> list[str]:
 
 
 @pytest.fixture
-def proxied_server(database_url, user_with_sessions, tmp_path, auth_headers):
+def proxied_server(database_url, user_with_sessions, tmp_path):
     target = urlparse(database_url)
     proxy = TcpProxy(target.hostname, target.port or 5432)
     env = {
@@ -71,7 +71,7 @@ def proxied_server(database_url, user_with_sessions, tmp_path, auth_headers):
 
 def get_page(server, headers) -> tuple[httpx.Response, float]:
     started = time.monotonic()
-    # The client's own timeout is far above PATIENCE: a hang shows as a slow answer, not a client error.
+    # Far above every bound under test: a hang fails the test after 30 s instead of blocking it.
     response = httpx.get(f"{server.url}/sessions/user/{USER}/sessions", headers=headers, timeout=30)
     return response, time.monotonic() - started
 
