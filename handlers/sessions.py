@@ -13,9 +13,7 @@ from typing import Any
 from autional_sessions.problems import ProblemError, utc_timestamp
 from autional_sessions.request_context import success_headers
 from db import queries
-from db.models import SESSION_FIELDS, SESSION_TIME_FIELDS
-
-_TIME_INDEXES = tuple(i for i, name in enumerate(SESSION_FIELDS) if name in SESSION_TIME_FIELDS)
+from db.models import SESSION_FIELDS
 
 
 def list_user_sessions(
@@ -49,8 +47,5 @@ def list_user_sessions(
 
 
 def session_item(row: tuple) -> dict[str, Any]:
-    """A `dto.SessionResponse` from a row in SESSION_FIELDS order."""
-    values = list(row)
-    for i in _TIME_INDEXES:
-        values[i] = utc_timestamp(values[i])
-    return dict(zip(SESSION_FIELDS, values, strict=True))
+    """A `dto.SessionResponse` from a row in SESSION_FIELDS order (the query has formatted its times)."""
+    return dict(zip(SESSION_FIELDS, row, strict=True))
