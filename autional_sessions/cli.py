@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -56,7 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         "with a token for --user-id. Exits non-zero on any failure; each failure shows a curl line.",
     )
     p.add_argument("--url", required=True, help="base URL of the deployment, e.g. http://127.0.0.1:8000")
-    p.add_argument("--token", required=True, help="a bearer token the deployment accepts for --user-id")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("AUTIONAL_CONTRACT_TOKEN"),
+        help="a bearer token the deployment accepts for --user-id (default: $AUTIONAL_CONTRACT_TOKEN, which "
+        "keeps it out of the process list and shell history)",
+    )
     p.add_argument("--user-id", required=True, help="the user the token belongs to")
     p.add_argument("--junit-xml", metavar="PATH", help="also write a JUnit XML report there")
     p.add_argument(
@@ -142,13 +148,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _contract_test(args: argparse.Namespace) -> int:
     """pytest on the installed contract_tests package: the very suite `make test` runs in process."""
-    import os
     from pathlib import Path
 
     import pytest
 
     import contract_tests
 
+    if not args.token:
+        print("autional-sessions: contract-test needs --token or AUTIONAL_CONTRACT_TOKEN", file=sys.stderr)
+        return 2
     if args.max_examples:
         # The suite reads its budget at import, when pytest collects it.
         os.environ["CONTRACT_MAX_EXAMPLES"] = str(args.max_examples)

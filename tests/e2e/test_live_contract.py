@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -27,10 +28,18 @@ USER = "usr_0000001"
 MAX_EXAMPLES = "40"
 
 
-def contract_test(url: str, token: str, junit: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "autional_sessions", "contract-test", "--url", url, "--token", token]
+def contract_test(
+    url: str, token: str, junit: Path, cwd: Path, *, token_in_env: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The command as a CI job runs it: the token on the command line, or in AUTIONAL_CONTRACT_TOKEN."""
+    command = [sys.executable, "-m", "autional_sessions", "contract-test", "--url", url]
     command += ["--user-id", USER, "--junit-xml", str(junit), "--max-examples", MAX_EXAMPLES]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k != "AUTIONAL_CONTRACT_TOKEN"}
+    if token_in_env:
+        env["AUTIONAL_CONTRACT_TOKEN"] = token
+    else:
+        command += ["--token", token]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def junit_counts(path: Path) -> dict[str, int]:
@@ -101,7 +110,7 @@ def token(database, make_token) -> str:
 def test_contract_test_passes_against_our_own_server(token, database_url, tmp_path):
     junit = tmp_path / "contract.xml"
     with running_server(database_url, tmp_path / "server.log") as server:
-        result = contract_test(server.url, token, junit, cwd=tmp_path)
+        result = contract_test(server.url, token, junit, cwd=tmp_path, token_in_env=True)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert junit_counts(junit) == {"tests": 2, "failures": 0, "errors": 0}

@@ -88,3 +88,10 @@ def test_a_bad_setting_is_reported_by_name(env, capsys):
 
     assert main(["token", "--sub", "usr_1"]) == 2
     assert "AUTIONAL_JWT_ALGORITHMS" in capsys.readouterr().err
+
+
+def test_contract_test_needs_a_token(env, capsys):
+    env.delenv("AUTIONAL_CONTRACT_TOKEN", raising=False)
+
+    assert main(["contract-test", "--url", "http://127.0.0.1:9", "--user-id", "usr_1"]) == 2
+    assert "AUTIONAL_CONTRACT_TOKEN" in capsys.readouterr().err
