@@ -17,17 +17,18 @@ from starlette.datastructures import QueryParams
 from autional_sessions.problems import FieldViolation, ProblemError
 
 _FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
-_compiled: dict[int, Draft4Validator] = {}
+# id(schema) -> (schema, its validator). Holding the schema keeps it alive, so its id cannot be reused by
+# another dict while the entry exists.
+_compiled: dict[int, tuple[dict, Draft4Validator]] = {}
 
 
 def _schema_validator(schema: dict) -> Draft4Validator:
     # Connexion builds a validator object per request; the parameter schemas themselves live as long as
     # the app, so compile each one once.
-    key = id(schema)
-    validator = _compiled.get(key)
-    if validator is None:
-        validator = _compiled[key] = Draft4Validator(schema, format_checker=_FORMAT_CHECKER)
-    return validator
+    entry = _compiled.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = _compiled[id(schema)] = (schema, Draft4Validator(schema, format_checker=_FORMAT_CHECKER))
+    return entry[1]
 
 
 def describe(error: ValidationError, schema: dict) -> tuple[str, str]:
