@@ -8,7 +8,7 @@ DEMO_DB ?= sqlite:///autional-sessions.db
 DEMO_USER := usr_0000001
 PORT ?= 8000
 
-.PHONY: setup run test test-sqlite test-postgres lint format clean
+.PHONY: setup run test test-sqlite test-postgres lint format bench clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,12 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Throughput against the hand-written yardstick in ../shared/bench (see bench/compare.py). Minutes long and
+# noisy on a shared machine, so not part of `make test`. Options: make bench BENCH_ARGS='--cases sqlite-20'
+bench: setup
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis reports

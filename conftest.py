@@ -7,6 +7,7 @@ PostgreSQL run skips with the reason; under CI=true that is a failure instead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -20,9 +21,11 @@ import peewee
 import pytest
 
 from autional_sessions.config import Settings
-from db.engine import open_database
+from db.maintenance import open_database
 from db.migrations import migrate
 from db.models import database_proxy
+from db.queries import SessionQueries
+from db.store import Store, open_store
 
 TEST_SECRET = "test-secret-" + "0123456789abcdef" * 4  # long enough for HS512 (RFC 7518 §3.2)
 TEST_ISSUER = "https://auth.autional.test"
@@ -137,10 +140,33 @@ def database(migrated_database: peewee.Database) -> peewee.Database:
 
 
 @pytest.fixture
-def app(database: peewee.Database, settings: Settings):
+def find_active_sessions(settings: Settings) -> Callable[..., Any]:
+    """The list query of the request path, run to completion from synchronous test code."""
+
+    def find(user_id: str, now: Any, page: int, page_size: int) -> Any:
+        async def run() -> Any:
+            store = open_store(settings)
+            try:
+                return await SessionQueries(store).find_active_sessions(user_id, now, page, page_size)
+            finally:
+                await store.close()
+
+        return asyncio.run(run())
+
+    return find
+
+
+@pytest.fixture
+def store(settings: Settings) -> Store:
+    """The request path's store of the app under test, for a test to reach under the app."""
+    return open_store(settings)
+
+
+@pytest.fixture
+def app(database: peewee.Database, settings: Settings, store: Store):
     from autional_sessions.app import create_app
 
-    return create_app(settings, database=database)
+    return create_app(settings, store=store)
 
 
 @pytest.fixture

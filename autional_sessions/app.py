@@ -1,32 +1,47 @@
 """The application: Connexion routes and validates every request against openapi.yaml.
 
 `create_app` does at start-up everything that can be done once (reading the spec and the settings,
-building the problem catalogue, the token verifier and the database pool), so the request path only
-runs the middleware, the handler and its queries.
+building the problem catalogue, the token verifier, the store and its compiled statements, and each
+operation's parameter validation and handler call), so the request path only runs the middleware, the
+handler and its queries.
+
+The stack is Connexion's own (`ConnexionMiddleware`, its documented way to wrap an ASGI app), with two
+of its parts swapped through the `middlewares` list: parameter validation compiled per operation
+(`validation.ParameterValidationMiddleware`) and, as the innermost app, a dispatcher that calls each
+operation's handler directly (`dispatch.OperationDispatcher`). Connexion's context middleware is left
+out: it only feeds the decorators that the dispatcher replaces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+from collections.abc import AsyncIterator
 
-import connexion
-import peewee
-from connexion import AsyncApp
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.exceptions import ExceptionMiddleware
+from connexion.middleware.lifespan import LifespanMiddleware
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.routing import RoutingMiddleware
+from connexion.middleware.security import SecurityMiddleware
+from connexion.middleware.server_error import ServerErrorMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
 
 from autional_sessions.auth import TokenVerifier, bearer_security_handler
 from autional_sessions.config import Settings
+from autional_sessions.dispatch import OperationDispatcher
 from autional_sessions.problems import ProblemCatalogue, ProblemError
 from autional_sessions.request_context import RequestContextMiddleware, current_request
 from autional_sessions.spec import load_spec
-from autional_sessions.validation import CollectingParameterValidator
-from db.engine import is_unavailable, open_database
-from db.models import database_proxy
+from autional_sessions.validation import ParameterValidationMiddleware
+from db.errors import DatabaseUnavailable
+from db.queries import SessionQueries
+from db.store import Store, open_store
 
 logger = logging.getLogger("autional_sessions")
 
@@ -40,39 +55,55 @@ _STATUS_TO_TYPE = {
 }
 
 
-def create_app(settings: Settings | None = None, *, database: peewee.Database | None = None) -> AsyncApp:
-    """Build the app. `database` lets a caller (a test, an embedding) share a pool it already opened."""
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> ConnexionMiddleware:
+    """Build the app. `store` lets a caller (a test, an embedding) share a store it already opened."""
     settings = settings or Settings.from_env()
     spec = copy.deepcopy(load_spec())
     catalogue = ProblemCatalogue.from_spec(spec, settings.problem_base_uri, settings.service_name)
     verifier = TokenVerifier(settings)
-    if database is None:
-        open_database(settings)
-    else:
-        database_proxy.initialize(database)
+    store = store or open_store(settings)
 
-    app = AsyncApp(__name__)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        yield
+        await store.close()
+
+    middlewares = [
+        ServerErrorMiddleware,
+        ExceptionMiddleware,
+        SwaggerUIMiddleware,
+        RoutingMiddleware,
+        SecurityMiddleware,
+        ParameterValidationMiddleware,
+        # Response validation checks every response against the spec: on in tests, off in production.
+        *([ResponseValidationMiddleware] if settings.validate_responses else []),
+        LifespanMiddleware,
+    ]
+    app = ConnexionMiddleware(
+        OperationDispatcher({"sessions": SessionQueries(store)}),
+        middlewares=middlewares,
+        lifespan=lifespan,
+        swagger_ui_options=SwaggerUIOptions(
+            swagger_ui=True, swagger_ui_path="/ui", spec_path="/openapi.json"
+        ),
+    )
     app.add_api(
         spec,
         strict_validation=True,
         validate_responses=settings.validate_responses,
         security_map={"bearer": bearer_security_handler(verifier)},
-        validator_map={"parameter": CollectingParameterValidator},
-        swagger_ui_options=SwaggerUIOptions(
-            swagger_ui=True, swagger_ui_path="/ui", spec_path="/openapi.json"
-        ),
     )
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     _add_error_handlers(app, catalogue, settings)
     return app
 
 
-def create_app_from_env() -> AsyncApp:
+def create_app_from_env() -> ConnexionMiddleware:
     """Factory for uvicorn (`--factory`), so that each worker process builds its own app and pool."""
     return create_app(Settings.from_env())
 
 
-def _add_error_handlers(app: AsyncApp, catalogue: ProblemCatalogue, settings: Settings) -> None:
+def _add_error_handlers(app: ConnexionMiddleware, catalogue: ProblemCatalogue, settings: Settings) -> None:
     # async: Connexion would run a plain function in a worker thread, a hop an error does not need.
     async def problem_error(_request: ConnexionRequest, exc: ProblemError) -> ConnexionResponse:
         return catalogue.render(exc)
@@ -95,17 +126,18 @@ def _add_error_handlers(app: AsyncApp, catalogue: ProblemCatalogue, settings: Se
             headers.setdefault("WWW-Authenticate", 'Bearer realm="autional-sessions"')
         return catalogue.render(ProblemError(type_name, detail, headers=headers))
 
+    async def unavailable(_request: ConnexionRequest, exc: DatabaseUnavailable) -> ConnexionResponse:
+        logger.warning("database unavailable (request_id=%s): %s", current_request().request_id, exc)
+        return catalogue.render(
+            ProblemError(
+                "service-unavailable",
+                "The session store is unavailable; retry later",
+                retry_after=settings.retry_after_seconds,
+            )
+        )
+
     async def internal_error(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         ctx = current_request()
-        if is_unavailable(exc):
-            logger.warning("database unavailable (request_id=%s): %s", ctx.request_id, exc.__class__.__name__)
-            return catalogue.render(
-                ProblemError(
-                    "service-unavailable",
-                    "The session store is unavailable; retry later",
-                    retry_after=settings.retry_after_seconds,
-                )
-            )
         logger.error("unexpected error (request_id=%s)", ctx.request_id, exc_info=exc)
         return catalogue.render(
             ProblemError("internal-error", f"An unexpected error occurred; quote request_id {ctx.request_id}")
@@ -114,7 +146,5 @@ def _add_error_handlers(app: AsyncApp, catalogue: ProblemCatalogue, settings: Se
     app.add_error_handler(ProblemError, problem_error)
     app.add_error_handler(ProblemException, framework_error)
     app.add_error_handler(HTTPException, framework_error)
+    app.add_error_handler(DatabaseUnavailable, unavailable)
     app.add_error_handler(Exception, internal_error)
-
-
-__all__ = ["connexion", "create_app", "create_app_from_env"]

@@ -88,7 +88,7 @@ def _open(settings: Settings):
     Without the statement timeout meant for requests: building an index or upserting a batch on a big
     table may rightly take longer than any request should.
     """
-    from db.engine import open_database
+    from db.maintenance import open_database
 
     return open_database(dataclasses.replace(settings, db_statement_timeout_ms=0))
 

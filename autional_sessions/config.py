@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from autional_sessions import SERVICE_NAME
+from db.url import DatabaseUrl, redact
 
 DEFAULT_DATABASE_URL = "sqlite:///autional-sessions.db"
 # RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
@@ -59,11 +60,13 @@ class Settings:
                 f"choose from {', '.join(sorted(SUPPORTED_ALGORITHMS))} ('none' is never accepted)"
             )
         database_url = env.get("AUTIONAL_DATABASE_URL", DEFAULT_DATABASE_URL).strip()
-        if not database_url.startswith(("sqlite://", "postgres://", "postgresql://")):
+        try:
+            DatabaseUrl.parse(database_url)
+        except ValueError:
             raise ConfigError(
                 "AUTIONAL_DATABASE_URL must be a sqlite:///PATH or postgresql://USER@HOST:PORT/NAME URL, "
-                f"not {_redact_url(database_url)!r}"
-            )
+                f"not {redact(database_url)!r}"
+            ) from None
         problem_base_uri = env.get("AUTIONAL_PROBLEM_BASE_URI", cls.problem_base_uri)
         if not problem_base_uri.endswith("/"):
             problem_base_uri += "/"
@@ -100,16 +103,6 @@ class Settings:
                 f"AUTIONAL_JWT_SECRET is {length} bytes; {', '.join(self.jwt_algorithms)} needs at least {needed} "
                 f"(generate one with: python -c 'import secrets; print(secrets.token_hex({needed}))')"
             )
-
-
-def _redact_url(url: str) -> str:
-    """Hide a password in a database URL before it goes into a message."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        creds, _, host = rest.rpartition("@")
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:

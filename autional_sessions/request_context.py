@@ -1,8 +1,7 @@
 """Per-request identity (request id, trace id, path), set by the outermost middleware.
 
 It lives in a context variable so that the problem factory can stamp every error response with the
-request's id, whether the error comes from a handler (in a worker thread: AnyIO copies the context) or
-from Connexion's own middleware.
+request's id, whether the error comes from a handler or from Connexion's own middleware.
 """
 
 from __future__ import annotations
@@ -36,20 +35,6 @@ def current_request() -> RequestContext:
     """The running request's context, or a fresh one outside any request (e.g. in a unit test)."""
     ctx = _current.get()
     return ctx if ctx is not None else RequestContext(request_id=new_request_id(), path="/")
-
-
-def success_headers() -> dict[str, str]:
-    """Headers of a handler's JSON response.
-
-    The outermost middleware stamps X-Request-ID and Cache-Control on every response, but Connexion's
-    response validation (on in tests) checks the handler's response before it gets there, and the
-    operation documents both JSON and problem+json, so the handler names its content type itself.
-    """
-    return {
-        "Content-Type": "application/json",
-        "X-Request-ID": current_request().request_id,
-        "Cache-Control": "no-store",
-    }
 
 
 def new_request_id() -> str:

@@ -1,34 +1,41 @@
-"""Request-parameter validation that reports every violation, each with its field and a short code.
+"""Request-parameter validation, compiled once per operation, that reports every violation.
 
-Connexion's own validator stops at the first error and reports it as a jsonschema dump. This one checks
-every parameter against its schema from the spec (compiled once per operation, not per request) and
-raises one `invalid-request` problem that lists them all as `dto.FieldViolation`s.
+Connexion's request-validation step builds a URI parser and a validator, and Connexion's validator a
+jsonschema validator per parameter, on every request, and stops at the first error. Here each
+operation's parameters (path, query, header and cookie alike) are compiled when the app is built: a
+request only coerces each raw value to its schema's type and checks it with a validator made at
+start-up. Every violation is reported, each with its field and a short code, in one `invalid-request`
+problem; the typed values go on to the handler (`validated_arguments`).
+
+It plugs into Connexion's middleware stack in place of its `RequestValidationMiddleware`, through the
+`api_cls` / `make_operation` extension points that stack is built on.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
-from connexion.lifecycle import ConnexionRequest
-from connexion.validators import ParameterValidator
+from connexion.middleware.abstract import RoutedAPI, RoutedMiddleware
+from connexion.operations import AbstractOperation
 from jsonschema import Draft4Validator, ValidationError
-from starlette.datastructures import QueryParams
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from autional_sessions.problems import FieldViolation, ProblemError
 
+# Where the validated, typed arguments of a request travel from validation to the handler.
+ARGUMENTS_EXTENSION = "autional_arguments"
 _FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
-# id(schema) -> (schema, its validator). Holding the schema keeps it alive, so its id cannot be reused by
-# another dict while the entry exists.
-_compiled: dict[int, tuple[dict, Draft4Validator]] = {}
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
-def _schema_validator(schema: dict) -> Draft4Validator:
-    # Connexion builds a validator object per request; the parameter schemas themselves live as long as
-    # the app, so compile each one once.
-    entry = _compiled.get(id(schema))
-    if entry is None or entry[0] is not schema:
-        entry = _compiled[id(schema)] = (schema, Draft4Validator(schema, format_checker=_FORMAT_CHECKER))
-    return entry[1]
+def validated_arguments(scope: Scope) -> dict[str, Any]:
+    return scope["extensions"][ARGUMENTS_EXTENSION]
 
 
 def describe(error: ValidationError, schema: dict) -> tuple[str, str]:
@@ -64,45 +71,171 @@ def _article(type_name: str) -> str:
     )
 
 
-class CollectingParameterValidator(ParameterValidator):
-    """Validates path and query parameters like Connexion does, but collects every violation."""
+def _coercer(schema: dict) -> Callable[[str], Any]:
+    """Raw text to the schema's type. Text that is not of the type stays text, so that the schema check
+    reports it as the wrong type."""
+    kind = schema.get("type")
+    if kind == "integer":
+        return lambda raw: int(raw) if _INTEGER.fullmatch(raw) else raw
+    if kind == "number":
+        return lambda raw: float(raw) if _NUMBER.fullmatch(raw) else raw
+    if kind == "boolean":
+        return lambda raw: {"true": True, "false": False}.get(raw, raw)
+    return lambda raw: raw
 
-    def validate_request(self, request: ConnexionRequest) -> None:
+
+@dataclass(frozen=True)
+class _Parameter:
+    name: str
+    location: str  # path, query, header or cookie
+    required: bool
+    schema: dict
+    validator: Draft4Validator
+    coerce: Callable[[str], Any]
+    array: bool
+    explode: bool
+
+    @classmethod
+    def compile(cls, spec: dict) -> _Parameter:
+        schema = spec.get("schema", {})
+        array = schema.get("type") == "array"
+        location = spec["in"]
+        return cls(
+            name=spec["name"],
+            location=location,
+            required=bool(spec.get("required")),
+            schema=schema,
+            validator=Draft4Validator(schema, format_checker=_FORMAT_CHECKER),
+            coerce=_coercer(schema.get("items", {}) if array else schema),
+            array=array,
+            # OpenAPI 3: form style (the query and cookie default) explodes by default; simple does not.
+            explode=spec.get(
+                "explode", spec.get("style", "form") == "form" and location in ("query", "cookie")
+            ),
+        )
+
+    def check(self, value: Any) -> list[FieldViolation]:
+        if self.validator.is_valid(value):
+            return []
+        violations, seen = [], set()
+        for error in self.validator.iter_errors(value):
+            code, description = describe(
+                error, self.schema.get("items", self.schema) if self.array else self.schema
+            )
+            if code not in seen:
+                seen.add(code)
+                violations.append(FieldViolation(self.name, code, description))
+        return violations
+
+
+class OperationParameters:
+    """Every parameter of one operation, compiled once; `validate` runs per request."""
+
+    def __init__(self, parameters: list[dict], *, strict: bool, security_query_params: list[str]) -> None:
+        self._parameters = [_Parameter.compile(p) for p in parameters]
+        self._strict = strict
+        self._known_query = {p.name for p in self._parameters if p.location == "query"}
+        self._known_query.update(security_query_params)
+        self._defaults = {
+            p.name: p.schema["default"] for p in self._parameters if "default" in p.schema and not p.required
+        }
+        self._needs_cookies = any(p.location == "cookie" for p in self._parameters)
+
+    def validate(self, scope: Scope) -> dict[str, Any]:
+        """The request's arguments, typed, defaults filled in; or an `invalid-request` problem."""
+        query: dict[str, list[str]] = {}
+        for name, value in parse_qsl(
+            scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        ):
+            query.setdefault(name, []).append(value)
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            headers.setdefault(raw_name.decode("latin-1"), raw_value.decode("latin-1"))
+        cookies = cookie_parser(headers.get("cookie", "")) if self._needs_cookies else {}
+        path = scope.get("path_params", {})
+
         violations: list[FieldViolation] = []
-        if self.strict_validation:
-            unknown = self.validate_query_parameter_list(request, security_params=self.security_query_params)
+        if self._strict:
             violations.extend(
                 FieldViolation(name, "unknown", "is not a parameter of this operation")
-                for name in sorted(unknown)
+                for name in sorted(query.keys() - self._known_query)
             )
-        # A repeated single-valued parameter is ambiguous (which one wins differs between proxies and
-        # frameworks: HTTP parameter pollution), so it is refused rather than silently resolved.
-        raw_query = QueryParams(request.scope.get("query_string", b"").decode("latin-1"))
-        for param in self.parameters.get("path", []):
-            violations.extend(self._check(param, request.path_params.get(param["name"])))
-        for param in self.parameters.get("query", []):
-            name = param["name"]
-            if len(raw_query.getlist(name)) > 1 and param.get("schema", {}).get("type") != "array":
-                violations.append(FieldViolation(name, "duplicate", "must be given once"))
+        arguments = dict(self._defaults)
+        for param in self._parameters:
+            raw: Any
+            if param.location == "query":
+                values = query.get(param.name)
+                if values and len(values) > 1 and not param.array:
+                    # A repeated single-valued parameter is ambiguous (which one wins differs between
+                    # proxies and frameworks: HTTP parameter pollution), so it is refused, not resolved.
+                    violations.append(FieldViolation(param.name, "duplicate", "must be given once"))
+                    continue
+                raw = values if values is None or param.array else values[0]
+            elif param.location == "path":
+                raw = path.get(param.name)
+            elif param.location == "header":
+                raw = headers.get(param.name.lower())
             else:
-                violations.extend(self._check(param, request.query_params.get(name)))
+                raw = cookies.get(param.name)
+            if raw is None:
+                if param.required:
+                    violations.append(FieldViolation(param.name, "required", "is required"))
+                continue
+            if param.array:
+                items = (
+                    raw
+                    if isinstance(raw, list) and param.explode
+                    else ",".join(raw if isinstance(raw, list) else [raw]).split(",")
+                )
+                value: Any = [param.coerce(item) for item in items]
+            else:
+                value = param.coerce(raw)
+            found = param.check(value)
+            if found:
+                violations.extend(found)
+            else:
+                arguments[param.name] = value
         if violations:
             count = len(violations)
             noun = "parameter is" if count == 1 else "parameters are"
             raise ProblemError("invalid-request", f"{count} request {noun} invalid", errors=violations)
+        return arguments
 
-    def _check(self, param: dict, value: Any) -> list[FieldViolation]:
-        name = param["name"]
-        if value is None:
-            if param.get("required"):
-                return [FieldViolation(name, "required", "is required")]
-            return []
-        schema = param.get("schema", param)
-        violations = []
-        seen: set[str] = set()
-        for error in _schema_validator(schema).iter_errors(value):
-            code, description = describe(error, schema)
-            if code not in seen:
-                seen.add(code)
-                violations.append(FieldViolation(name, code, description))
-        return violations
+
+class _ValidationOperation:
+    def __init__(self, next_app: ASGIApp, operation: AbstractOperation, *, strict: bool) -> None:
+        if operation.request_body:
+            # Every operation of this API takes its input from parameters; a request body would need
+            # Connexion's body validators, which this step does not run. Refuse at start-up rather than
+            # let a body through unchecked.
+            raise ValueError(f"{operation.operation_id}: request bodies are not validated by this server")
+        security_query = [
+            scheme["name"]
+            for requirement in operation.security or []
+            for name in requirement
+            if (scheme := operation.security_schemes[name])["type"] == "apiKey" and scheme["in"] == "query"
+        ]
+        self._parameters = OperationParameters(
+            operation.parameters, strict=strict, security_query_params=security_query
+        )
+        self._next_app = next_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["extensions"][ARGUMENTS_EXTENSION] = self._parameters.validate(scope)
+        await self._next_app(scope, receive, send)
+
+
+class _ValidationAPI(RoutedAPI[_ValidationOperation]):
+    def __init__(self, *args: Any, strict_validation: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._strict = strict_validation
+        self.add_paths()
+
+    def make_operation(self, operation: AbstractOperation) -> _ValidationOperation:
+        return _ValidationOperation(self.next_app, operation, strict=self._strict)
+
+
+class ParameterValidationMiddleware(RoutedMiddleware[_ValidationAPI]):
+    """Connexion's request-validation step, with each operation's validation compiled once."""
+
+    api_cls = _ValidationAPI

@@ -19,6 +19,7 @@ output is one JSON document: medians and 90th percentiles in milliseconds, and t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import os
@@ -39,11 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 from autional_sessions.auth import TokenVerifier  # noqa: E402
 from autional_sessions.config import Settings  # noqa: E402
-from db import queries  # noqa: E402
-from db.engine import open_database  # noqa: E402
+from db.maintenance import open_database  # noqa: E402
 from db.migrations import migrate  # noqa: E402
-from db.models import database_proxy  # noqa: E402
+from db.queries import SessionQueries  # noqa: E402
 from db.seed import seed, user_id  # noqa: E402
+from db.store import open_store  # noqa: E402
 
 SECRET = "page-latency-bench-secret-0123456789abcdef"
 SESSIONS_PER_USER = 20
@@ -80,12 +81,17 @@ def main() -> int:
         "rounds": args.rounds,
     }
 
-    # In process: the query alone. Each database gets its own pool; the proxy is rebound per call.
+    # In process: the query alone, on the request path's store, one per database, on one event loop.
     # The heavy user's pages go to a server of their own, so that the small and the large server see the
     # same traffic (a busier process stays warmer and answers faster).
     sides = {"small": small_url, "large": large_url, "heavy": large_url}
-    pools = {side: open_database(settings(url)) for side, url in sides.items()}
-    report["query"] = measure(query_fetcher(pools), ordinary, heavy, deep_pages, args.rounds)
+    loop = asyncio.new_event_loop()
+    stores = {side: open_store(settings(url)) for side, url in sides.items()}
+    fetcher = query_fetcher(loop, {side: SessionQueries(store) for side, store in stores.items()})
+    report["query"] = measure(fetcher, ordinary, heavy, deep_pages, args.rounds)
+    for store in stores.values():
+        loop.run_until_complete(store.close())
+    loop.close()
 
     servers = {side: start_server(url) for side, url in sides.items()}
     clients = {side: httpx.Client(base_url=base, timeout=30) for side, (_, base) in servers.items()}
@@ -133,7 +139,7 @@ def prepare(admin_url: str, url: str, users: int, heavy_sessions: int) -> str:
     print(f"{name}: ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
     with database.connection_context():
         database.execute_sql("ANALYZE")
-    database.close_all()
+    database.close()
     return url
 
 
@@ -197,11 +203,10 @@ def measure(fetch: Fetch, ordinary, heavy: str, deep_pages: list[int], rounds: i
     return summary(interleaved(cases, rounds), ratio_labels(deep_pages))
 
 
-def query_fetcher(pools) -> Fetch:
+def query_fetcher(loop: asyncio.AbstractEventLoop, queries: dict[str, SessionQueries]) -> Fetch:
     def fetch(side: str, user: str, page: int) -> None:
-        database_proxy.initialize(pools[side])
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-        found = queries.find_active_sessions(user, now, page, PAGE_SIZE)
+        found = loop.run_until_complete(queries[side].find_active_sessions(user, now, page, PAGE_SIZE))
         assert found is not None and found.rows, (side, user, page)
 
     return fetch

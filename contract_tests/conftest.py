@@ -13,13 +13,14 @@ Against a deployment: `--contract-url URL --contract-token TOKEN --contract-user
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 
-import peewee
 import pytest
 
 from contract_tests.harness import StatusLedger, Target, documented_statuses
+from db.errors import DatabaseUnavailable
+from db.statements import Statement
+from db.store import Store
 
 SEEDED_USERS = 5
 SESSIONS_PER_USER = 25
@@ -81,55 +82,53 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         yield Target(known_users=[user], token_for=lambda _user_id: token, base_url=url)
         return
 
-    from db.models import database_proxy
+    from autional_sessions.app import create_app
     from db.seed import seed, user_id
+    from db.store import open_store
 
-    # The root conftest's app: a fresh app on the emptied, migrated test database of this run's engine.
-    app = request.getfixturevalue("app")
+    # A fresh app on the emptied, migrated test database of this run's engine (the root conftest's),
+    # whose store fails on purpose for the fault users.
+    database = request.getfixturevalue("database")
+    settings = request.getfixturevalue("settings")
     make_token = request.getfixturevalue("make_token")
-    database = database_proxy.obj
     seed(database, SEEDED_USERS, SESSIONS_PER_USER)
     intruder, fault_user, intruded, outage_user = user_id(0), user_id(2), user_id(3), user_id(4)
-    target = Target(
+    store = FaultInjectingStore(
+        open_store(settings), {fault_user: _unexpected_error, outage_user: _unavailable_error}
+    )
+    yield Target(
         known_users=[user_id(n) for n in range(SEEDED_USERS)],
         token_for=lambda path_user: make_token(intruder if path_user == intruded else path_user),
-        app=app,
+        app=create_app(settings, store=store),
         fault_users=(fault_user, outage_user),
     )
-    with queries_naming_fail(database, {fault_user: _unexpected_error, outage_user: _unavailable_error}):
-        yield target
 
 
-def _unexpected_error(database: peewee.Database, user_id: str) -> Exception:
-    return peewee.ProgrammingError(f"injected fault for {user_id}")
+def _unexpected_error(user_id: str) -> Exception:
+    return RuntimeError(f"injected fault for {user_id}")
 
 
-def _unavailable_error(database: peewee.Database, user_id: str) -> Exception:
-    """What the driver raises when the database cannot serve: a lost server, or a file locked too long."""
-    if isinstance(database, peewee.PostgresqlDatabase):
-        return peewee.OperationalError("server closed the connection unexpectedly (injected)")
-    return peewee.OperationalError("database is locked (injected)")
+def _unavailable_error(user_id: str) -> Exception:
+    return DatabaseUnavailable(f"injected outage for {user_id}")
 
 
-@contextlib.contextmanager
-def queries_naming_fail(
-    database: peewee.Database, faults: Mapping[str, Callable[[peewee.Database, str], Exception]]
-) -> Iterator[None]:
-    """Make every statement the database runs with one of these user ids among its parameters fail.
+class FaultInjectingStore:
+    """A store that fails every statement with one of these user ids among its parameters.
 
-    The fault is raised where the driver would raise it, under the app, so the response it causes goes
+    The fault is raised where the store would raise it, under the app, so the response it causes goes
     through the same error handling as a real bug or outage would.
     """
-    original = database.execute_sql
 
-    def execute_sql(sql: str, params: Sequence[object] | None = None, *args: object, **kwargs: object):
-        for user_id, fault in faults.items():
-            if params and user_id in params:
-                raise fault(database, user_id)
-        return original(sql, params, *args, **kwargs)
+    def __init__(self, store: Store, faults: Mapping[str, Callable[[str], Exception]]) -> None:
+        self._store = store
+        self._faults = faults
+        self.dialect = store.dialect
 
-    database.execute_sql = execute_sql
-    try:
-        yield
-    finally:
-        del database.execute_sql
+    async def fetch(self, statement: Statement, params: tuple) -> list[tuple]:
+        for user_id, fault in self._faults.items():
+            if user_id in params:
+                raise fault(user_id)
+        return await self._store.fetch(statement, params)
+
+    async def close(self) -> None:
+        await self._store.close()

@@ -1,18 +1,25 @@
-"""The one place the service talks to the database: the queries behind the handlers."""
+"""The one place the service reads sessions: the list's statements, compiled once for the engine."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass
 
 import peewee
 
-from db.engine import run_read
-from db.models import SESSION_FIELDS, SESSION_TIME_FIELDS, Session, User, database_proxy
+from db.models import SESSION_FIELDS, SESSION_TIME_FIELDS, Session, User
+from db.statements import Statement, compile_query, slot
+from db.store import Store
+
+_DIALECTS = {"sqlite": peewee.SqliteDatabase, "postgresql": peewee.PostgresqlDatabase}
 
 
-@functools.cache
+@dataclass(frozen=True)
+class SessionPage:
+    total: int
+    rows: list[tuple]  # in SESSION_FIELDS order, timestamps as RFC 3339 strings
+
+
 def _session_columns(postgresql: bool) -> tuple[peewee.Node, ...]:
     """The columns of a `dto.SessionResponse`, timestamps already written as the API writes them.
 
@@ -34,13 +41,7 @@ def _session_columns(postgresql: bool) -> tuple[peewee.Node, ...]:
     return tuple(column(name) for name in SESSION_FIELDS)
 
 
-@dataclass(frozen=True)
-class SessionPage:
-    total: int
-    rows: list[tuple]  # in SESSION_FIELDS order, timestamps as RFC 3339 strings
-
-
-def _active(user_id: str, now: dt.datetime) -> peewee.Expression:
+def _active(user_id: object, now: object) -> peewee.Expression:
     """NIST SP 800-63B: a session lives until its absolute timeout and its inactivity timeout."""
     return (
         (Session.user == user_id)
@@ -50,47 +51,69 @@ def _active(user_id: str, now: dt.datetime) -> peewee.Expression:
     )
 
 
-def page_query(user_id: str, now: dt.datetime, page: int, page_size: int) -> peewee.Query:
-    """One page of the user's active sessions, newest activity first, each row with the total count."""
+def page_query(postgresql: bool, user_id: object, now: object, limit: object, offset: object) -> peewee.Query:
+    """One page of the user's active sessions, newest activity first, each row with the total count.
+
+    The values are slots (`statements.slot`) when compiled for the request path, real values in a test.
+    """
     return (
         Session.select(
-            *_session_columns(isinstance(database_proxy.obj, peewee.PostgresqlDatabase)),
+            *_session_columns(postgresql),
             peewee.fn.COUNT(peewee.SQL("*")).over().alias("total"),
         )
         .where(_active(user_id, now))
         .order_by(Session.last_active_at.desc(), Session.id.desc())
-        .limit(page_size)
-        .offset((page - 1) * page_size)
+        .limit(limit)
+        .offset(offset)
         .tuples()
     )
 
 
-def count_query(user_id: str, now: dt.datetime) -> peewee.Query:
+def count_query(user_id: object, now: object) -> peewee.Query:
     """Whether the user exists, and how many active sessions they have, in one round trip."""
     exists = User.select(peewee.fn.COUNT(peewee.SQL("*"))).where(User.id == user_id)
     total = Session.select(peewee.fn.COUNT(peewee.SQL("*"))).where(_active(user_id, now))
-    return (
-        peewee.Select(columns=[exists.alias("user_exists"), total.alias("total")])
-        .bind(database_proxy)
-        .tuples()
-    )
+    return peewee.Select(columns=[exists.alias("user_exists"), total.alias("total")]).tuples()
 
 
-def find_active_sessions(user_id: str, now: dt.datetime, page: int, page_size: int) -> SessionPage | None:
-    """A page of the user's active sessions, or None when there is no such user.
+def list_statements(dialect: str) -> tuple[Statement, Statement]:
+    """The page and count statements, compiled for `dialect` ("sqlite" or "postgresql")."""
+    database = _DIALECTS[dialect](None)
+    postgresql = dialect == "postgresql"
+    user_id, now = slot("user_id"), slot("now")
+    page = page_query(postgresql, user_id, now, slot("limit"), slot("offset"))
+    return compile_query(page, database), compile_query(count_query(user_id, now), database)
 
-    The common case is one statement: the page carries its own total (a window count, so page and total
-    come from the same snapshot). Only an empty page needs a second look, to tell "no such user" from
-    "no sessions" or "past the last page".
-    """
 
-    def read() -> SessionPage | None:
-        rows = list(page_query(user_id, now, page, page_size))
+class SessionQueries:
+    """The list's queries over one store, their statements compiled when the app is built."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._page, self._count = list_statements(store.dialect)
+        # Timestamps are naive UTC on every engine: a datetime for asyncpg's TIMESTAMP parameters, and
+        # for SQLite the text its columns hold ("YYYY-MM-DD HH:MM:SS"), which compares as it sorts.
+        self._bind_time = (lambda t: t) if store.dialect == "postgresql" else (lambda t: t.isoformat(" "))
+
+    async def find_active_sessions(
+        self, user_id: str, now: dt.datetime, page: int, page_size: int
+    ) -> SessionPage | None:
+        """A page of the user's active sessions, or None when there is no such user.
+
+        The common case is one statement: the page carries its own total (a window count, so page and
+        total come from the same snapshot). Only an empty page needs a second look, to tell "no such
+        user" from "no sessions" or "past the last page".
+        """
+        values = {
+            "user_id": user_id,
+            "now": self._bind_time(now),
+            "limit": page_size,
+            "offset": (page - 1) * page_size,
+        }
+        rows = await self._store.fetch(self._page, self._page.bind(values))
         if rows:
             return SessionPage(total=rows[0][-1], rows=[row[:-1] for row in rows])
-        user_exists, total = next(iter(count_query(user_id, now)))
+        ((user_exists, total),) = await self._store.fetch(self._count, self._count.bind(values))
         if not user_exists:
             return None
         return SessionPage(total=total, rows=[])
-
-    return run_read(read)

@@ -9,6 +9,7 @@ numbers; times are relative to the moment of seeding. Seeding again refreshes th
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 from collections.abc import Callable, Iterator
 
@@ -132,13 +133,9 @@ def seed(
                     [(user_id(n), DEMO_TENANT, now) for n in numbers],
                     fields=[User.id, User.tenant_id, User.created_at],
                 ).on_conflict_ignore().execute()
-                batch: list[tuple] = []
-                for n in numbers:
-                    batch.extend(session_rows(n, sessions_per_user, now))
-                    if len(batch) >= BATCH_ROWS:
-                        written += _upsert(batch, fields, preserve)
-                        batch = []
-                if batch:
+                rows = (row for n in numbers for row in session_rows(n, sessions_per_user, now))
+                # Capped by rows, not by user: one user may have more sessions than a statement can bind.
+                while batch := list(itertools.islice(rows, BATCH_ROWS)):
                     written += _upsert(batch, fields, preserve)
             if progress:
                 progress(written, total)

@@ -1,6 +1,6 @@
 """Handlers of the Session Management operations.
 
-Connexion has already authenticated the caller (`user` is the token's `sub`) and validated and coerced
+Connexion has already authenticated the caller (`user` is the token's `sub`) and validated and typed
 every parameter against the spec by the time these run, so they hold only the business rules.
 """
 
@@ -11,20 +11,19 @@ import math
 from typing import Any
 
 from autional_sessions.problems import ProblemError, utc_timestamp
-from autional_sessions.request_context import success_headers
-from db import queries
 from db.models import SESSION_FIELDS
+from db.queries import SessionQueries
 
 
-def list_user_sessions(
-    user_id: str, user: str, page: int = 1, page_size: int = 20
-) -> tuple[dict[str, Any], int, dict[str, str]]:
+async def list_user_sessions(
+    user_id: str, user: str, sessions: SessionQueries, page: int = 1, page_size: int = 20
+) -> tuple[dict[str, Any], int]:
     """GET /sessions/user/{user_id}/sessions: the caller's own active sessions, a page at a time."""
     # Decided before any lookup, so that nobody learns from the answer whether another user exists.
     if user != user_id:
         raise ProblemError("user-mismatch", "The token does not belong to the user in the path")
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-    found = queries.find_active_sessions(user_id, now, page, page_size)
+    found = await sessions.find_active_sessions(user_id, now, page, page_size)
     if found is None:
         raise ProblemError("user-not-found", "No user with this ID exists")
     total_pages = math.ceil(found.total / page_size)
@@ -33,7 +32,7 @@ def list_user_sessions(
         "message": "success",
         "timestamp": utc_timestamp(now),
         "total": found.total,
-        "items": [session_item(row) for row in found.rows],
+        "items": [dict(zip(SESSION_FIELDS, row, strict=True)) for row in found.rows],
         "pagination": {
             "page": page,
             "page_size": page_size,
@@ -43,9 +42,4 @@ def list_user_sessions(
             "has_prev": page > 1,
         },
     }
-    return body, 200, success_headers()
-
-
-def session_item(row: tuple) -> dict[str, Any]:
-    """A `dto.SessionResponse` from a row in SESSION_FIELDS order (the query has formatted its times)."""
-    return dict(zip(SESSION_FIELDS, row, strict=True))
+    return body, 200

@@ -10,7 +10,6 @@ from autional_sessions.auth import TokenVerifier
 from autional_sessions.cli import main
 from autional_sessions.config import Settings
 from conftest import TEST_SECRET
-from db import queries
 from db.models import Session, User
 
 
@@ -35,7 +34,9 @@ def test_migrate_creates_the_schema_then_has_nothing_to_do(monkeypatch, tmp_path
     assert "nothing to do" in second and "applied" not in second
 
 
-def test_seed_writes_four_active_sessions_in_five_and_is_idempotent(env, database, capsys):
+def test_seed_writes_four_active_sessions_in_five_and_is_idempotent(
+    env, database, capsys, find_active_sessions
+):
     assert main(["seed", "--users", "3", "--sessions-per-user", "25"]) == 0
     assert main(["seed", "--users", "3", "--sessions-per-user", "25"]) == 0
 
@@ -45,7 +46,7 @@ def test_seed_writes_four_active_sessions_in_five_and_is_idempotent(env, databas
         assert {u.tenant_id for u in User.select()} == {"tnt_demo"}
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     for user in ("usr_0000000", "usr_0000001", "usr_0000002"):
-        page = queries.find_active_sessions(user, now, 1, 100)
+        page = find_active_sessions(user, now, 1, 100)
         assert page is not None and page.total == 20
     assert "seeded 3 users" in capsys.readouterr().out
 
@@ -95,3 +96,11 @@ def test_contract_test_needs_a_token(env, capsys):
 
     assert main(["contract-test", "--url", "http://127.0.0.1:9", "--user-id", "usr_1"]) == 2
     assert "AUTIONAL_CONTRACT_TOKEN" in capsys.readouterr().err
+
+
+def test_seed_writes_a_user_with_more_sessions_than_one_statement_can_bind(env, database):
+    # 20,000 rows x 15 columns is far past SQLite's 32,766 bind variables a statement.
+    assert main(["seed", "--users", "1", "--sessions-per-user", "20000"]) == 0
+
+    with database.connection_context():
+        assert Session.select().where(Session.user == "usr_0000000").count() == 20000

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-import peewee
 import pytest
 
+from db.statements import Statement
 from tests.factories import add_session, add_user, utcnow
 from tests.spec_check import assert_conforms
 
@@ -370,14 +370,17 @@ def test_a_page_past_the_end_of_an_existing_user_is_not_a_404(client, auth_heade
 
 
 @pytest.fixture
-def break_database(monkeypatch, database):
-    """Make every statement fail as an unexpected database error would (a bug, not an outage)."""
+def break_database(monkeypatch, store):
+    """Make every statement fail as a bug would: the driver's own error for a table that does not exist."""
 
     def install() -> None:
-        def fail(*args, **kwargs):
-            raise peewee.ProgrammingError('relation "sessions_secret_internal" does not exist')
+        real_fetch = store.fetch
+        broken = Statement("SELECT * FROM sessions_secret_internal", ())
 
-        monkeypatch.setattr(database, "execute_sql", fail)
+        async def fetch(statement: Statement, params: tuple) -> list[tuple]:
+            return await real_fetch(broken, ())
+
+        monkeypatch.setattr(store, "fetch", fetch)
 
     return install
 

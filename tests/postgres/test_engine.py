@@ -1,8 +1,9 @@
-"""The engine's bounds: a pool of a fixed size whose connections come back whatever thread used them,
-and a statement timeout that turns a runaway statement into "unavailable"."""
+"""The request path's store: a pool of a fixed size that gives every connection back, bounded waits for
+a slot and for a statement, and many concurrent requests on one event loop each served their own rows."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,9 @@ import pytest
 from autional_sessions.cli import main
 from autional_sessions.config import Settings
 from conftest import make_settings, postgres_admin_connection
-from db.engine import is_unavailable, open_database
+from db.errors import DatabaseUnavailable
+from db.statements import Statement
+from db.store import open_store
 from tests.factories import add_session, add_user
 from tests.postgres.support import postgres_only, running_server
 
@@ -34,8 +37,12 @@ def server_connections(application_name: str) -> int:
         conn.close()
 
 
+def sql(text: str) -> Statement:
+    return Statement(text, ())
+
+
 @pytest.mark.slow
-def test_many_requests_on_many_threads_share_a_small_pool_and_return_every_connection(
+def test_many_concurrent_requests_share_a_small_pool_and_return_every_connection(
     database, database_url, tmp_path, auth_headers
 ):
     add_user(USER)
@@ -65,17 +72,62 @@ def test_many_requests_on_many_threads_share_a_small_pool_and_return_every_conne
 
 @postgres_only
 def test_a_statement_past_the_statement_timeout_is_cancelled_and_means_unavailable(database_url):
-    database = open_database(make_settings(database_url, db_statement_timeout_ms=300))
-    try:
-        with database.connection_context():
-            assert database.execute_sql("SHOW statement_timeout").fetchone()[0] == "300ms"
+    store = open_store(make_settings(database_url, db_statement_timeout_ms=300))
+
+    async def scenario() -> float:
+        try:
+            assert await store.fetch(sql("SHOW statement_timeout"), ()) == [("300ms",)]
             started = time.monotonic()
-            with pytest.raises(peewee.OperationalError) as raised:
-                database.execute_sql("SELECT pg_sleep(10)")
-            assert time.monotonic() - started < 2
-        assert is_unavailable(raised.value)
-    finally:
-        database.close_all()
+            with pytest.raises(DatabaseUnavailable):
+                await store.fetch(sql("SELECT pg_sleep(10)"), ())
+            elapsed = time.monotonic() - started
+            # The connection that was cancelled serves the next statement.
+            assert await store.fetch(sql("SELECT 1"), ()) == [(1,)]
+            return elapsed
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) < 2
+
+
+@postgres_only
+def test_waiting_for_a_pool_slot_is_bounded_by_the_pool_timeout(database_url):
+    store = open_store(make_settings(database_url, db_pool_size=2, db_pool_timeout=1))
+
+    async def scenario() -> float:
+        try:
+            # Both connections busy for 3 s; a third statement waits for a slot, and gives up after 1 s.
+            busy = [asyncio.create_task(store.fetch(sql("SELECT pg_sleep(3)"), ())) for _ in range(2)]
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable):
+                await store.fetch(sql("SELECT 1"), ())
+            waited = time.monotonic() - started
+            await asyncio.gather(*busy)
+            # Both came back: the pool serves again.
+            assert await store.fetch(sql("SELECT 1"), ()) == [(1,)]
+            return waited
+        finally:
+            await store.close()
+
+    waited = asyncio.run(scenario())
+    assert 1 <= waited < 1.5
+
+
+@postgres_only
+def test_closing_the_store_closes_its_connections(database_url):
+    name = f"autional-test-{uuid.uuid4().hex[:8]}"
+    store = open_store(make_settings(database_url, service_name=name))
+
+    async def scenario() -> tuple[int, int]:
+        await asyncio.gather(*(store.fetch(sql("SELECT pg_sleep(0.2)"), ()) for _ in range(3)))
+        opened = server_connections(name)
+        await store.close()
+        return opened, server_connections(name)
+
+    opened, after_close = asyncio.run(scenario())
+    assert opened == 3
+    assert after_close == 0
 
 
 @postgres_only
@@ -87,10 +139,13 @@ def test_migrate_and_seed_are_not_bound_by_the_statement_timeout_of_requests(fre
     assert main(["migrate"]) == 0
     assert main(["seed", "--users", "200", "--sessions-per-user", "20"]) == 0
 
-    serving = open_database(Settings.from_env())
-    try:
-        with serving.connection_context(), pytest.raises(peewee.OperationalError) as raised:
-            serving.execute_sql("SELECT pg_sleep(0.5)")
-        assert is_unavailable(raised.value)
-    finally:
-        serving.close_all()
+    store = open_store(Settings.from_env())
+
+    async def serving() -> None:
+        try:
+            with pytest.raises(DatabaseUnavailable):
+                await store.fetch(sql("SELECT pg_sleep(0.5)"), ())
+        finally:
+            await store.close()
+
+    asyncio.run(serving())

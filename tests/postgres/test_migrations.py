@@ -8,7 +8,7 @@ import threading
 import peewee
 
 from conftest import make_settings
-from db.engine import open_database
+from db.maintenance import open_database
 from db.migrations import LATEST_VERSION, MIGRATIONS, applied_versions, migrate
 from db.seed import seed
 
@@ -43,7 +43,7 @@ def test_migrate_builds_the_latest_schema_on_an_empty_database(fresh_database_ur
         assert applied_versions(database) == set(range(1, LATEST_VERSION + 1))
         assert {"users", "sessions", "schema_migrations"} <= set(database.get_tables())
     assert LIST_INDEX in indexes(database)
-    database.close_all()
+    database.close()
 
 
 def test_upgrade_from_the_previous_version_keeps_every_row_and_adds_the_index(fresh_database_url):
@@ -60,7 +60,7 @@ def test_upgrade_from_the_previous_version_keeps_every_row_and_adds_the_index(fr
     assert (len(after["users"]), len(after["sessions"])) == (40, 600)
     assert after == before
     assert LIST_INDEX in indexes(database)
-    database.close_all()
+    database.close()
 
 
 def test_migrate_on_an_up_to_date_database_does_nothing(fresh_database_url):
@@ -73,7 +73,7 @@ def test_migrate_on_an_up_to_date_database_does_nothing(fresh_database_url):
 
     with database.connection_context():
         assert database.execute_sql("SELECT * FROM schema_migrations ORDER BY version").fetchall() == recorded
-    database.close_all()
+    database.close()
 
 
 def test_instances_migrating_at_once_apply_each_version_once(fresh_database_url):
@@ -102,4 +102,4 @@ def test_instances_migrating_at_once_apply_each_version_once(fresh_database_url)
         rows = databases[0].execute_sql("SELECT version FROM schema_migrations").fetchall()
     assert sorted(r[0] for r in rows) == [m.version for m in MIGRATIONS]
     for database in databases:
-        database.close_all()
+        database.close()

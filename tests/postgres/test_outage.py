@@ -7,6 +7,7 @@ is never stopped); SQLite through a lock held on its file.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +18,10 @@ import pytest
 
 from autional_sessions.app import create_app
 from conftest import make_settings
-from db.engine import open_database
+from db.maintenance import open_database
 from db.migrations import migrate
-from db.models import database_proxy
+from db.statements import Statement
+from db.store import open_store
 from tests.factories import add_session, add_user
 from tests.postgres.support import TcpProxy, postgres_only, running_server, sqlite_only
 
@@ -42,7 +44,7 @@ def assert_unavailable(response: httpx.Response) -> None:
     body = response.json()
     assert body["type"].endswith("/service-unavailable")
     assert body["retry_after"] == RETRY_AFTER
-    assert "Traceback" not in response.text and "psycopg2" not in response.text
+    assert "Traceback" not in response.text and "asyncpg" not in response.text
 
 
 @pytest.fixture
@@ -155,38 +157,77 @@ def test_postgresql_outage_answers_503_quickly_and_the_same_process_recovers(
     )
 
 
+@postgres_only
 @pytest.mark.slow
+def test_every_one_of_200_concurrent_requests_to_an_unreachable_database_gets_its_503_within_the_bounds(
+    proxied_server, user_with_sessions, auth_headers
+):
+    """One worker, a pool of POOL_SIZE, 200 requests at once: none waits behind the others' timeouts."""
+    proxy, server = proxied_server
+    headers = auth_headers(USER)
+    assert get_page(server, headers)[0].status_code == 200
+    proxy.cut("blackhole")
+
+    async def one(client: httpx.AsyncClient) -> tuple[httpx.Response, float]:
+        started = time.monotonic()
+        response = await client.get(f"/sessions/user/{USER}/sessions", headers=headers)
+        return response, time.monotonic() - started
+
+    async def flood() -> list[tuple[httpx.Response, float]]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+            return await asyncio.gather(*(one(client) for _ in range(200)))
+
+    answers = asyncio.run(flood())
+    for response, _ in answers:
+        assert_unavailable(response)
+    slowest = max(elapsed for _, elapsed in answers)
+    # Each request waits at most the pool timeout (which covers the connect it may make), whatever the
+    # number of requests in flight: the bound does not grow with the queue.
+    assert slowest < POOL_TIMEOUT + 1.5, slowest
+    proxy.restore()
+    assert get_page(server, headers)[0].status_code == 200
+
+
+@postgres_only
 def test_a_request_waiting_for_a_pool_slot_gives_up_with_503(database, database_url, auth_headers):
     add_user(USER)
-    app = create_app(make_settings(database_url, db_pool_size=1, db_pool_timeout=1, retry_after_seconds=3))
-    pool = database_proxy.obj
-    from starlette.testclient import TestClient
+    settings = make_settings(database_url, db_pool_size=1, db_pool_timeout=1, retry_after_seconds=RETRY_AFTER)
+    store = open_store(settings)
+    app = create_app(settings, store=store)
 
-    with TestClient(app, raise_server_exceptions=False) as client:
-        pool.connect()  # this thread holds the only connection of the pool
-        try:
+    async def scenario() -> tuple[httpx.Response, float, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            # The only connection of the pool is busy for 2.5 s.
+            busy = asyncio.create_task(store.fetch(Statement("SELECT pg_sleep(2.5)", ()), ()))
+            await asyncio.sleep(0.3)
             started = time.monotonic()
-            response = client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER))
+            response = await client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER))
             waited = time.monotonic() - started
-        finally:
-            pool.close()
-        assert_unavailable(response)
-        assert 1 <= waited < 1 + 1.5
-        assert client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER)).status_code == 200
+            await busy
+            after = await client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER))
+        await store.close()
+        return response, waited, after
+
+    response, waited, after = asyncio.run(scenario())
+    assert_unavailable(response)
+    assert 1 <= waited < 1 + 1.5
+    assert after.status_code == 200
 
 
 @sqlite_only
 def test_sqlite_locked_past_busy_timeout_answers_503_then_recovers(fresh_database_url, auth_headers):
     settings = make_settings(fresh_database_url, db_busy_timeout_ms=200, retry_after_seconds=RETRY_AFTER)
-    migrate(open_database(settings))
-    with database_proxy.connection_context():
+    database = open_database(settings)
+    migrate(database)
+    with database.connection_context():
         add_user(USER)
     app = create_app(settings)
     from starlette.testclient import TestClient
 
     holder = sqlite3.connect(urlparse(fresh_database_url).path, isolation_level=None)
     with TestClient(app, raise_server_exceptions=False) as client:
-        database_proxy.obj.close_idle()  # a WAL connection left open would keep the lock below from us
         try:
             # An exclusive lock in WAL mode shuts readers out too, as a stuck maintenance job would.
             holder.execute("PRAGMA locking_mode=EXCLUSIVE")

@@ -1,0 +1,110 @@
+"""The innermost app of Connexion's middleware stack: calls the handler Connexion routed the request to.
+
+Connexion's own `AsyncApp` re-decorates the handler on every request (inspecting its signature each
+time), converts its parameters again after validation has already done so, and infers and serializes
+the response in a generic response decorator. Here each operation's handler is resolved (by Connexion's
+resolver, from the operationId) and inspected once, when the app is built; a request only gathers the
+arguments validation produced, calls the handler, and sends its JSON.
+
+Handlers are `async def` (refused at start-up otherwise: nothing on the request path hops into a thread
+pool). They take their parameters by name, `user` (the token's subject) and `token_info` (its claims)
+when they ask for them, and any service of the app by name (say `sessions`), and return
+`(body, status)`: the body is serialized with orjson as the operation's JSON media type.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from connexion.middleware.abstract import RoutedAPI, RoutedMiddleware
+from connexion.operations import AbstractOperation
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import Mount, Route, Router
+from starlette.types import Receive, Scope, Send
+
+from autional_sessions.request_context import current_request
+from autional_sessions.validation import validated_arguments
+
+_CONTEXT_ARGUMENTS = ("user", "token_info")
+
+
+class _Endpoint:
+    def __init__(self, operation: AbstractOperation, services: Mapping[str, Any]) -> None:
+        function = operation.function
+        if not inspect.iscoroutinefunction(function):
+            raise TypeError(f"{operation.operation_id} must be an async def function")
+        accepted = inspect.signature(function).parameters
+        self._function = function
+        self._services = {name: service for name, service in services.items() if name in accepted}
+        self._context_arguments = tuple(name for name in _CONTEXT_ARGUMENTS if name in accepted)
+        self._parameters = frozenset(accepted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arguments = {k: v for k, v in validated_arguments(scope).items() if k in self._parameters}
+        if self._context_arguments:
+            context = scope["extensions"].get("connexion_context", {})
+            for name in self._context_arguments:
+                arguments[name] = context.get(name)
+        body, status = await self._function(**arguments, **self._services)
+        payload = orjson.dumps(body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"x-request-id", current_request().request_id.encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def _not_an_operation(_request: Request) -> None:
+    # The router below exists to answer 405 with Allow for a known path; a request it would route to an
+    # operation that Connexion's own routing did not is not one of the API's.
+    raise HTTPException(404)
+
+
+class _DispatchAPI(RoutedAPI[_Endpoint]):
+    def __init__(self, *args: Any, services: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._services = services
+        methods: dict[str, list[str]] = {}
+        for path, operations in self.specification.get("paths", {}).items():
+            methods[path] = [m.upper() for m in operations if m in ("get", "put", "post", "delete", "patch")]
+        # For requests that Connexion routed to no operation: 404, or 405 with Allow for a known path.
+        # Mounted as Connexion mounts its own router, so that both match the same paths.
+        routes = [Route(path, _not_an_operation, methods=m) for path, m in methods.items()]
+        self.not_routed = Router(routes=[Mount(self.base_path, routes=routes)])
+        self.add_paths()
+
+    def make_operation(self, operation: AbstractOperation) -> _Endpoint:
+        return _Endpoint(operation, self._services)
+
+
+class OperationDispatcher(RoutedMiddleware[_DispatchAPI]):
+    """Calls each operation's handler; built once per app, with the app's services."""
+
+    api_cls = _DispatchAPI
+
+    def __init__(self, services: Mapping[str, Any]) -> None:
+        super().__init__(self._not_routed)
+        self._services = services
+
+    def add_api(self, specification: Any, **kwargs: Any) -> _DispatchAPI:
+        kwargs.pop("services", None)
+        return super().add_api(specification, services=self._services, **kwargs)
+
+    async def _not_routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for apis in self.apis.values():
+            for api in apis:
+                await api.not_routed(scope, receive, send)
+                return
+        raise HTTPException(404)

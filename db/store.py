@@ -1,0 +1,38 @@
+"""The request path's access to the database: run a compiled statement, get its rows, never block
+the event loop for long, and turn "the database cannot serve us" into `DatabaseUnavailable`.
+
+`open_store` picks the engine's store from the URL. Both stores are built at start-up and open their
+connections on first use, so the server starts (and can report itself not ready) while its database
+is down, and serves as soon as it is back.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from autional_sessions.config import Settings
+from db.statements import Statement
+from db.url import DatabaseUrl
+
+
+class Store(Protocol):
+    dialect: str  # "sqlite" or "postgresql": which SQL the statements must be compiled for
+
+    async def fetch(self, statement: Statement, params: tuple) -> list[tuple]:
+        """The rows of a read-only statement; retried once on a new connection if the first was dead."""
+        ...
+
+    async def close(self) -> None:
+        """Close every connection; the store opens new ones if used again."""
+        ...
+
+
+def open_store(settings: Settings) -> Store:
+    url = DatabaseUrl.parse(settings.database_url)
+    if url.engine == "sqlite":
+        from db.sqlite_store import SqliteStore
+
+        return SqliteStore(url.sqlite_path, busy_timeout_ms=settings.db_busy_timeout_ms)
+    from db.postgres_store import PostgresStore
+
+    return PostgresStore(url, settings)
