@@ -13,6 +13,7 @@ Against a deployment: `--contract-url URL --contract-token TOKEN --contract-user
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 
 import pytest
@@ -129,6 +130,9 @@ class FaultInjectingStore:
             if user_id in params:
                 raise fault(user_id)
         return await self._store.fetch(statement, params)
+
+    def snapshot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._store.snapshot()
 
     async def close(self) -> None:
         await self._store.close()

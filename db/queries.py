@@ -21,24 +21,32 @@ class SessionPage:
 
 
 def _session_columns(postgresql: bool) -> tuple[peewee.Node, ...]:
-    """The columns of a `dto.SessionResponse`, timestamps already written as the API writes them.
+    """The columns of a `dto.SessionResponse`, in SESSION_FIELDS order.
 
-    The database formats them (RFC 3339, UTC, to the second): parsing each one into a datetime and
-    formatting it again in Python cost about a quarter of a request's time on SQLite.
+    PostgreSQL writes the timestamps as the API does (RFC 3339, UTC, to the second), on the server; on
+    SQLite they are reshaped in Python from the stored text, which measured faster than strftime.
     """
 
     def column(name: str) -> peewee.Node:
         field = getattr(Session, name)
-        if name not in SESSION_TIME_FIELDS:
+        if name not in SESSION_TIME_FIELDS or not postgresql:
             return field
-        if postgresql:
-            formatted = peewee.fn.to_char(field, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-        else:
-            formatted = peewee.fn.strftime("%Y-%m-%dT%H:%M:%SZ", field)
         # coerce(False): peewee would otherwise parse the text back with the field's converter.
-        return formatted.coerce(False).alias(name)
+        return peewee.fn.to_char(field, 'YYYY-MM-DD"T"HH24:MI:SS"Z"').coerce(False).alias(name)
 
     return tuple(column(name) for name in SESSION_FIELDS)
+
+
+_TIME_COLUMNS = tuple(i for i, name in enumerate(SESSION_FIELDS) if name in SESSION_TIME_FIELDS)
+
+
+def _rfc3339_from_sqlite(row: tuple) -> tuple:
+    """A row whose timestamps are SQLite's text ("YYYY-MM-DD HH:MM:SS[.ffffff]") as RFC 3339 UTC."""
+    values = list(row)
+    for i in _TIME_COLUMNS:
+        text = values[i]
+        values[i] = f"{text[:10]}T{text[11:19]}Z"
+    return tuple(values)
 
 
 def _active(user_id: object, now: object) -> peewee.Expression:
@@ -52,15 +60,16 @@ def _active(user_id: object, now: object) -> peewee.Expression:
 
 
 def page_query(postgresql: bool, user_id: object, now: object, limit: object, offset: object) -> peewee.Query:
-    """One page of the user's active sessions, newest activity first, each row with the total count.
+    """One page of the user's active sessions, newest activity first.
 
+    On PostgreSQL each row carries the total count too (a window count: page and total from the same
+    snapshot, in one round trip). On SQLite, where a statement is a function call rather than a round
+    trip, the window's sort cost more than a separate count, which the page often makes unnecessary.
     The values are slots (`statements.slot`) when compiled for the request path, real values in a test.
     """
+    total = (peewee.fn.COUNT(peewee.SQL("*")).over().alias("total"),) if postgresql else ()
     return (
-        Session.select(
-            *_session_columns(postgresql),
-            peewee.fn.COUNT(peewee.SQL("*")).over().alias("total"),
-        )
+        Session.select(*_session_columns(postgresql), *total)
         .where(_active(user_id, now))
         .order_by(Session.last_active_at.desc(), Session.id.desc())
         .limit(limit)
@@ -91,29 +100,30 @@ class SessionQueries:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._page, self._count = list_statements(store.dialect)
+        self._windowed = store.dialect == "postgresql"
         # Timestamps are naive UTC on every engine: a datetime for asyncpg's TIMESTAMP parameters, and
         # for SQLite the text its columns hold ("YYYY-MM-DD HH:MM:SS"), which compares as it sorts.
-        self._bind_time = (lambda t: t) if store.dialect == "postgresql" else (lambda t: t.isoformat(" "))
+        self._bind_time = (lambda t: t) if self._windowed else (lambda t: t.isoformat(" "))
 
     async def find_active_sessions(
         self, user_id: str, now: dt.datetime, page: int, page_size: int
     ) -> SessionPage | None:
         """A page of the user's active sessions, or None when there is no such user.
 
-        The common case is one statement: the page carries its own total (a window count, so page and
-        total come from the same snapshot). Only an empty page needs a second look, to tell "no such
-        user" from "no sessions" or "past the last page".
+        Only an empty page always needs the count statement, to tell "no such user" from "no sessions"
+        or "past the last page"; on SQLite, so does a full page, whose total the page cannot tell.
         """
-        values = {
-            "user_id": user_id,
-            "now": self._bind_time(now),
-            "limit": page_size,
-            "offset": (page - 1) * page_size,
-        }
-        rows = await self._store.fetch(self._page, self._page.bind(values))
-        if rows:
-            return SessionPage(total=rows[0][-1], rows=[row[:-1] for row in rows])
-        ((user_exists, total),) = await self._store.fetch(self._count, self._count.bind(values))
+        offset = (page - 1) * page_size
+        values = {"user_id": user_id, "now": self._bind_time(now), "limit": page_size, "offset": offset}
+        async with self._store.snapshot():
+            rows = await self._store.fetch(self._page, self._page.bind(values))
+            if rows and self._windowed:
+                return SessionPage(total=rows[0][-1], rows=[row[:-1] for row in rows])
+            if rows:
+                rows = [_rfc3339_from_sqlite(row) for row in rows]
+                if len(rows) < page_size:
+                    return SessionPage(total=offset + len(rows), rows=rows)
+            ((user_exists, total),) = await self._store.fetch(self._count, self._count.bind(values))
         if not user_exists:
             return None
-        return SessionPage(total=total, rows=[])
+        return SessionPage(total=total, rows=rows)

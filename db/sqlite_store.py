@@ -8,7 +8,9 @@ maintenance job), is bounded by busy_timeout, and answered 503.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from db.errors import DatabaseUnavailable
@@ -51,6 +53,22 @@ class SqliteStore:
             if any(reason in message for reason in _UNAVAILABLE):
                 raise DatabaseUnavailable(f"sqlite: {message}") from exc
             raise
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        # One read transaction for several statements. The connection is shared by every request of
+        # this loop, which is safe because fetch never suspends: no other request runs in between.
+        conn = self._connection()
+        if conn.in_transaction:
+            raise RuntimeError("a snapshot is already open on this connection")
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise DatabaseUnavailable(f"sqlite: {exc}") from exc
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -8,6 +8,7 @@ is down, and serves as soon as it is back.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol
 
 from autional_sessions.config import Settings
@@ -20,6 +21,10 @@ class Store(Protocol):
 
     async def fetch(self, statement: Statement, params: tuple) -> list[tuple]:
         """The rows of a read-only statement; retried once on a new connection if the first was dead."""
+        ...
+
+    def snapshot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Statements fetched inside see one snapshot of the data (where the engine needs telling)."""
         ...
 
     async def close(self) -> None:
