@@ -68,20 +68,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         yield
         await store.close()
 
-    middlewares = [
-        ServerErrorMiddleware,
-        ExceptionMiddleware,
-        SwaggerUIMiddleware,
-        RoutingMiddleware,
-        SecurityMiddleware,
-        ParameterValidationMiddleware,
-        # Response validation checks every response against the spec: on in tests, off in production.
-        *([ResponseValidationMiddleware] if settings.validate_responses else []),
-        LifespanMiddleware,
-    ]
     app = ConnexionMiddleware(
         OperationDispatcher({"sessions": SessionQueries(store)}),
-        middlewares=middlewares,
+        middlewares=middleware_stack(validate_responses=settings.validate_responses),
         lifespan=lifespan,
         swagger_ui_options=SwaggerUIOptions(
             swagger_ui=True, swagger_ui_path="/ui", spec_path="/openapi.json"
@@ -96,6 +85,23 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     _add_error_handlers(app, catalogue, settings)
     return app
+
+
+def middleware_stack(*, validate_responses: bool) -> list[type]:
+    """Connexion's default middleware stack, with parameter validation compiled per operation in place of
+    its request validation, and without its context middleware (it only feeds the decorators that the
+    dispatcher replaces)."""
+    return [
+        ServerErrorMiddleware,
+        ExceptionMiddleware,
+        SwaggerUIMiddleware,
+        RoutingMiddleware,
+        SecurityMiddleware,
+        ParameterValidationMiddleware,
+        # Response validation checks every response against the spec: on in tests, off in production.
+        *([ResponseValidationMiddleware] if validate_responses else []),
+        LifespanMiddleware,
+    ]
 
 
 def create_app_from_env() -> ConnexionMiddleware:

@@ -71,16 +71,17 @@ def _article(type_name: str) -> str:
     )
 
 
-def _coercer(schema: dict) -> Callable[[str], Any]:
+def _coercer(schema: dict) -> Callable[[Any], Any]:
     """Raw text to the schema's type. Text that is not of the type stays text, so that the schema check
     reports it as the wrong type."""
     kind = schema.get("type")
+    # Path parameters of a typed schema come already converted by Connexion's router.
     if kind == "integer":
-        return lambda raw: int(raw) if _INTEGER.fullmatch(raw) else raw
+        return lambda raw: int(raw) if isinstance(raw, str) and _INTEGER.fullmatch(raw) else raw
     if kind == "number":
-        return lambda raw: float(raw) if _NUMBER.fullmatch(raw) else raw
+        return lambda raw: float(raw) if isinstance(raw, str) and _NUMBER.fullmatch(raw) else raw
     if kind == "boolean":
-        return lambda raw: {"true": True, "false": False}.get(raw, raw)
+        return lambda raw: {"true": True, "false": False}.get(raw, raw) if isinstance(raw, str) else raw
     return lambda raw: raw
 
 
@@ -91,7 +92,7 @@ class _Parameter:
     required: bool
     schema: dict
     validator: Draft4Validator
-    coerce: Callable[[str], Any]
+    coerce: Callable[[Any], Any]
     array: bool
     explode: bool
 

@@ -6,7 +6,7 @@ and page of active sessions, JSON envelope) with no framework, spec or ORM. Both
 Python (so both run uvicorn on httptools and uvloop). ../shared/bench/loadgen.py (wrk, a random user and
 its own token per request) drives them interleaved, round by round; the machine is shared and noisy, so
 what counts is the ratio of the medians, not an absolute figure. At 256 connections any non-2xx answer or
-socket error fails the run. The pg-* cases use two throw-away databases on the server named by
+socket error of the project's fails the run. The pg-* cases use two throw-away databases on the server named by
 AUTIONAL_BENCH_POSTGRES_URL (default: postgres@127.0.0.1:5432) and drop them at the end.
 
     make bench
@@ -258,23 +258,28 @@ def median(runs: list[Round], key: str) -> float:
 
 
 def report(results: dict[str, dict[str, list[Round]]]) -> tuple[str, bool]:
-    """The Markdown table, and whether any 256-connection case saw an error."""
+    """The Markdown table, and whether the project saw an error in any 256-connection case.
+
+    Errors are counted per side: only the project's fail the run (the yardstick, a synchronous driver on
+    its event loop, sometimes drops connections at 256 on PostgreSQL; that is reported, not judged).
+    """
     lines = [
         "| case | project req/s | yardstick req/s | ratio | project p50 ms | project p99 ms "
-        "| yardstick p99 ms | p99 ratio | errors |",
+        "| yardstick p99 ms | p99 ratio | errors (project / yardstick) |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     failed = False
     for name, runs in results.items():
         project, ref = runs["project"], runs["yardstick"]
-        errors = sum(int(r["non_2xx"] + r["socket_errors"]) for r in project + ref)
+        errors = sum(int(r["non_2xx"] + r["socket_errors"]) for r in project)
+        ref_errors = sum(int(r["non_2xx"] + r["socket_errors"]) for r in ref)
         failed |= CASES[name].strict and errors > 0
         rps, ref_rps = median(project, "rps"), median(ref, "rps")
         p99, ref_p99 = median(project, "p99_ms"), median(ref, "p99_ms")
         flag = " FAIL" if CASES[name].strict and errors else ""
         lines.append(
             f"| {name} | {rps:.0f} | {ref_rps:.0f} | {rps / ref_rps:.2f} | {median(project, 'p50_ms'):.2f} "
-            f"| {p99:.2f} | {ref_p99:.2f} | {p99 / ref_p99:.2f} | {errors}{flag} |"
+            f"| {p99:.2f} | {ref_p99:.2f} | {p99 / ref_p99:.2f} | {errors} / {ref_errors}{flag} |"
         )
     if "pg-1" in results and "pg-2" in results:
         scaling = median(results["pg-2"]["project"], "rps") / median(results["pg-1"]["project"], "rps")
@@ -319,7 +324,7 @@ def main() -> int:
     table, failed = report(results)
     print(table)
     if failed:
-        log("compare: errors at 256 connections (see the errors column)")
+        log("compare: the project had errors at 256 connections (see the errors column)")
     return 1 if failed else 0
 
 

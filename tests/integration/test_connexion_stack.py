@@ -1,0 +1,106 @@
+"""The parts this server swaps into Connexion's stack, on a small spec of their own: they keep Connexion
+as the router and validator, and fail loudly if a Connexion upgrade changes what they build on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from connexion.lifecycle import ConnexionResponse
+from connexion.middleware import ConnexionMiddleware
+from connexion.middleware.context import ContextMiddleware
+from connexion.middleware.request_validation import RequestValidationMiddleware
+from starlette.testclient import TestClient
+
+from autional_sessions.app import middleware_stack
+from autional_sessions.dispatch import OperationDispatcher
+from autional_sessions.problems import ProblemError
+from autional_sessions.validation import ParameterValidationMiddleware
+
+HERE = __name__
+
+
+async def echo(item_id: int, greeting: str, session: str | None = None, *, counter):
+    # Header parameters are validated, not passed: their names are not Python names (as in Connexion).
+    counter.append(item_id)
+    return {"item_id": item_id, "greeting": greeting, "session": session}, 200
+
+
+def sync_echo(item_id: int):
+    return {"item_id": item_id}, 200
+
+
+def spec(operation_id: str) -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "stack", "version": "1"},
+        "paths": {
+            "/items/{item_id}": {
+                "get": {
+                    "operationId": operation_id,
+                    "parameters": [
+                        {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+                        {"name": "X-Tenant", "in": "header", "required": True, "schema": {"type": "string"}},
+                        {"name": "greeting", "in": "query", "schema": {"type": "string", "default": "hi"}},
+                        {"name": "session", "in": "cookie", "schema": {"type": "string", "minLength": 4}},
+                    ],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+
+
+def app_for(operation_id: str, counter: list) -> ConnexionMiddleware:
+    app = ConnexionMiddleware(
+        OperationDispatcher({"counter": counter}), middlewares=middleware_stack(validate_responses=False)
+    )
+    app.add_api(spec(operation_id), strict_validation=True)
+
+    async def invalid(_request, exc: ProblemError) -> ConnexionResponse:
+        fields = [v.field for v in exc.errors]
+        return ConnexionResponse(status_code=400, mimetype="application/json", body=json.dumps(fields))
+
+    app.add_error_handler(ProblemError, invalid)
+    return app
+
+
+def test_the_stack_is_connexions_default_with_two_documented_swaps():
+    # If a Connexion release adds a middleware to its default stack (say a security one), this fails, so
+    # that the addition is looked at rather than silently left out of this server.
+    expected = [
+        ParameterValidationMiddleware if m is RequestValidationMiddleware else m
+        for m in ConnexionMiddleware.default_middlewares
+        if m is not ContextMiddleware
+    ]
+    assert middleware_stack(validate_responses=True) == expected
+
+
+def test_header_query_path_and_cookie_parameters_reach_the_handler_typed():
+    counter: list = []
+    with TestClient(app_for(f"{HERE}.echo", counter), cookies={"session": "abcd"}) as client:
+        response = client.get("/items/7", headers={"X-Tenant": "t_1"})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"item_id": 7, "greeting": "hi", "session": "abcd"}
+    assert counter == [7]
+
+
+@pytest.mark.parametrize(
+    ("headers", "cookies", "field"),
+    [({}, {}, "X-Tenant"), ({"X-Tenant": "t"}, {"session": "ab"}, "session")],
+)
+def test_header_and_cookie_violations_are_refused_before_the_handler(headers, cookies, field):
+    counter: list = []
+    app = app_for(f"{HERE}.echo", counter)
+    with TestClient(app, raise_server_exceptions=False, cookies=cookies) as client:
+        response = client.get("/items/7", headers=headers)
+
+    assert response.status_code == 400
+    assert response.json() == [field]
+    assert counter == []
+
+
+def test_a_synchronous_handler_is_refused_at_start_up():
+    with pytest.raises(TypeError, match="async def"), TestClient(app_for(f"{HERE}.sync_echo", [])):
+        pass

@@ -1,0 +1,56 @@
+"""Statements compiled once from peewee queries: slots bound per request, constants kept, in order."""
+
+from __future__ import annotations
+
+import peewee
+import pytest
+
+from db.models import Session
+from db.queries import list_statements
+from db.statements import compile_query, slot
+
+
+def query() -> peewee.Query:
+    return (
+        Session.select(Session.id)
+        .where((Session.user == slot("user_id")) & (Session.status == "active"))
+        .where((Session.expires_at > slot("now")) & (Session.idle_expires_at > slot("now")))
+        .limit(slot("limit"))
+    )
+
+
+def test_slots_are_bound_in_placeholder_order_and_constants_stay():
+    statement = compile_query(query(), peewee.SqliteDatabase(None))
+
+    assert statement.slots == ("user_id", "now", "now", "limit")
+    assert statement.bind({"user_id": "usr_a", "now": "2026-01-01 00:00:00", "limit": 5}) == (
+        "usr_a",
+        "active",
+        "2026-01-01 00:00:00",
+        "2026-01-01 00:00:00",
+        5,
+    )
+    assert statement.sql.count("?") == 5
+
+
+def test_postgresql_placeholders_are_numbered_for_asyncpg():
+    statement = compile_query(query(), peewee.PostgresqlDatabase(None))
+
+    assert "%s" not in statement.sql
+    assert [f"${n}" in statement.sql for n in range(1, 6)] == [True] * 5
+    assert "$6" not in statement.sql
+
+
+def test_a_missing_value_is_an_error_not_a_silent_null():
+    statement = compile_query(query(), peewee.SqliteDatabase(None))
+
+    with pytest.raises(KeyError):
+        statement.bind({"user_id": "usr_a", "now": "x"})
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_list_statements_bind_every_request_value(dialect):
+    page, count = list_statements(dialect)
+
+    assert set(page.slots) == {"user_id", "now", "limit", "offset"}
+    assert set(count.slots) == {"user_id", "now"}
