@@ -46,7 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the API with uvicorn")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=_positive, default=1)
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="worker processes, each with its own event loop and database pool (default: one per CPU core, "
+        "%(default)s here)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(run=_serve)
 

@@ -185,6 +185,7 @@ def test_every_one_of_200_concurrent_requests_to_an_unreachable_database_gets_it
     # Each request waits at most the pool timeout (which covers the connect it may make), whatever the
     # number of requests in flight: the bound does not grow with the queue.
     assert slowest < POOL_TIMEOUT + 1.5, slowest
+    print(f"\n200 concurrent requests, database unreachable: every 503 within {slowest:.3f}s")
     proxy.restore()
     assert get_page(server, headers)[0].status_code == 200
 
