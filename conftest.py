@@ -181,7 +181,15 @@ def client(app):
 def make_token() -> Callable[..., str]:
     """Sign a token like the identity provider would; keyword arguments override or drop (None) claims."""
 
-    def make(subject: str, /, *, key: str = TEST_SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+    def make(
+        subject: str,
+        /,
+        *,
+        key: Any = TEST_SECRET,
+        algorithm: str = "HS256",
+        headers: dict[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
         now = int(time.time())
         payload: dict[str, Any] = {
             "sub": subject,
@@ -192,7 +200,7 @@ def make_token() -> Callable[..., str]:
         }
         payload.update(claims)
         payload = {k: v for k, v in payload.items() if v is not None}
-        return jwt.encode(payload, key, algorithm=algorithm)
+        return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
 
     return make
 

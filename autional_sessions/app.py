@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -31,11 +32,14 @@ from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from autional_sessions.auth import TokenVerifier, bearer_security_handler
+from autional_sessions.client_address import ClientAddress
 from autional_sessions.config import Settings
 from autional_sessions.dispatch import OperationDispatcher
 from autional_sessions.problems import ProblemCatalogue, ProblemError
+from autional_sessions.rate_limits import ClientRateLimitMiddleware, RateLimits, SubjectRateLimitMiddleware
 from autional_sessions.request_context import RequestContextMiddleware, current_request
 from autional_sessions.spec import load_spec
 from autional_sessions.validation import ParameterValidationMiddleware
@@ -47,6 +51,7 @@ logger = logging.getLogger("autional_sessions")
 
 # Connexion and Starlette raise their own exceptions for what the spec rejects before our code runs;
 # each HTTP status they use maps to one problem type of our catalogue.
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
 _STATUS_TO_TYPE = {
     400: "invalid-request",
     401: "invalid-token",
@@ -55,22 +60,32 @@ _STATUS_TO_TYPE = {
 }
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> ConnexionMiddleware:
-    """Build the app. `store` lets a caller (a test, an embedding) share a store it already opened."""
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, rate_limits: RateLimits | None = None
+) -> ConnexionMiddleware:
+    """Build the app. `store` and `rate_limits` let a caller (a test, an embedding) share ones it made."""
     settings = settings or Settings.from_env()
     spec = copy.deepcopy(load_spec())
     catalogue = ProblemCatalogue.from_spec(spec, settings.problem_base_uri, settings.service_name)
     verifier = TokenVerifier(settings)
     store = store or open_store(settings)
+    if rate_limits is None and settings.rate_limit:
+        rate_limits = RateLimits(settings.rate_limit, redis_url=settings.redis_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
         yield
         await store.close()
+        if rate_limits is not None:
+            await rate_limits.close()
 
     app = ConnexionMiddleware(
-        OperationDispatcher({"sessions": SessionQueries(store)}),
-        middlewares=middleware_stack(validate_responses=settings.validate_responses),
+        OperationDispatcher({"sessions": SessionQueries(store), "tenant_claim": settings.tenant_claim}),
+        middlewares=middleware_stack(
+            validate_responses=settings.validate_responses,
+            rate_limits=rate_limits,
+            client_address=ClientAddress(settings.trusted_proxies),
+        ),
         lifespan=lifespan,
         swagger_ui_options=SwaggerUIOptions(
             swagger_ui=True, swagger_ui_path="/ui", spec_path="/openapi.json"
@@ -82,21 +97,65 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         validate_responses=settings.validate_responses,
         security_map={"bearer": bearer_security_handler(verifier)},
     )
+    # Added in this order, each lands just inside the one before it at the same position.
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    if settings.cors_origins:
+        _add_cors(app, spec, settings)
     _add_error_handlers(app, catalogue, settings)
     return app
 
 
-def middleware_stack(*, validate_responses: bool) -> list[type]:
+def _add_cors(app: ConnexionMiddleware, spec: dict, settings: Settings) -> None:
+    """CORS for the browser apps of the configured origins. Preflight requests are answered here,
+    before routing; tokens travel in the Authorization header, never in cookies, so credentials are
+    never allowed (and so never with a wildcard origin)."""
+    methods = sorted({m.upper() for path in spec["paths"].values() for m in path if m in _HTTP_METHODS})
+    app.add_middleware(
+        CORSMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=methods,
+        allow_headers=["Authorization", "X-Request-ID", "traceparent", "Accept-Language"],
+        expose_headers=[
+            "X-Request-ID",
+            "Retry-After",
+            "WWW-Authenticate",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+        ],
+        allow_credentials=False,
+        max_age=600,
+    )
+
+
+def middleware_stack(
+    *,
+    validate_responses: bool,
+    rate_limits: RateLimits | None = None,
+    client_address: ClientAddress | None = None,
+) -> list:
     """Connexion's default middleware stack, with parameter validation compiled per operation in place of
     its request validation, and without its context middleware (it only feeds the decorators that the
-    dispatcher replaces)."""
+    dispatcher replaces). With rate limits: per client address before routing, so that a flood of bad
+    tokens is limited too, and per token subject right after the token is verified; both inside the
+    exception middleware, which renders their 429."""
+    by_address: list = []
+    by_subject: list = []
+    if rate_limits is not None:
+        address = client_address or ClientAddress()
+        by_address = [
+            functools.partial(ClientRateLimitMiddleware, limits=rate_limits, client_address=address)
+        ]
+        by_subject = [functools.partial(SubjectRateLimitMiddleware, limits=rate_limits)]
     return [
         ServerErrorMiddleware,
         ExceptionMiddleware,
         SwaggerUIMiddleware,
+        *by_address,
         RoutingMiddleware,
         SecurityMiddleware,
+        *by_subject,
         ParameterValidationMiddleware,
         # Response validation checks every response against the spec: on in tests, off in production.
         *([ResponseValidationMiddleware] if validate_responses else []),

@@ -1,7 +1,11 @@
-"""Bearer-token authentication with PyJWT (RFC 7519), wired into Connexion's security middleware.
+"""Bearer-token authentication with PyJWT (RFC 7519, RFC 8725), wired into Connexion's security middleware.
 
-The accepted algorithms come from configuration, never from the token's header (RFC 8725 §3.1), and
-every rejection says why in an RFC 6750 `WWW-Authenticate` challenge.
+The accepted algorithms come from configuration, never from the token's header (RFC 8725 §3.1); each is
+verified only with a key of its own family (`token_keys`). Before a signature is checked, a token must
+be of a bounded size, declare a JWT type if it declares one (RFC 8725 §3.11, RFC 9068), and ask for no
+header extension this server does not understand (`crit`, RFC 7515 §4.1.11). Every refusal is a 401
+problem with an RFC 6750 `WWW-Authenticate` challenge whose description helps an honest client (which
+claim, which rule) without telling an attacker which key or secret came close.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from typing import Any
 import jwt
 from connexion.security import BearerSecurityHandler
 
-from autional_sessions.config import Settings
+from autional_sessions.config import MIN_HS_SECRET_BYTES, ConfigError, Settings
 from autional_sessions.problems import ProblemError
+from autional_sessions.token_keys import KeysUnavailable, UnknownKey, public_keys
 
 REALM = "autional-sessions"
 MISSING_CHALLENGE = f'Bearer realm="{REALM}"'
+# `typ` values of a JWT access token (RFC 7519 §5.1, RFC 9068 §2.1), compared case-insensitively.
+_JWT_TYPES = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
 
 
 def invalid_token(type_name: str, description: str) -> ProblemError:
@@ -38,19 +45,44 @@ class TokenVerifier:
             required.append("iss")
         if settings.jwt_audience:
             required.append("aud")
+        self._algorithms = frozenset(settings.jwt_algorithms)
+        self._secret = settings.jwt_secret
+        self._public_keys = public_keys(settings)
+        self._max_bytes = settings.jwt_max_bytes
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
         self._decode_kwargs: dict[str, Any] = {
-            "key": settings.jwt_secret,
-            "algorithms": list(settings.jwt_algorithms),
             "issuer": settings.jwt_issuer,
             "audience": settings.jwt_audience,
             "leeway": settings.jwt_leeway,
             "options": {"require": required},
         }
+        self._tenant_claim = settings.tenant_claim
+        self._first_algorithm = settings.jwt_algorithms[0]
         self._jwt = jwt.PyJWT()
 
-    def verify(self, token: str) -> dict[str, Any]:
+    async def verify(self, token: str) -> dict[str, Any]:
+        if len(token) > self._max_bytes:
+            raise invalid_token("invalid-token", "The token is larger than this server accepts")
         try:
-            claims = self._jwt.decode(token, **self._decode_kwargs)
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise invalid_token("invalid-token", "The token is malformed") from None
+        algorithm = header.get("alg")
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.lower() not in _JWT_TYPES):
+            raise invalid_token("invalid-token", "The token is not a JWT access token (typ)")
+        if "crit" in header:
+            raise invalid_token(
+                "invalid-token", "The token requires a header extension this server does not support"
+            )
+        if algorithm not in self._algorithms:
+            raise invalid_token(
+                "invalid-token", "The token is signed with an algorithm this server does not accept"
+            )
+        key = await self._key_for(algorithm, header.get("kid"))
+        try:
+            claims = self._jwt.decode(token, key, algorithms=[algorithm], **self._decode_kwargs)
         except jwt.ExpiredSignatureError:
             raise invalid_token("token-expired", "The token has expired") from None
         except jwt.ImmatureSignatureError:
@@ -61,10 +93,6 @@ class TokenVerifier:
             raise invalid_token("invalid-token", "The token was issued by another issuer") from None
         except jwt.InvalidAudienceError:
             raise invalid_token("invalid-token", "The token is meant for another audience") from None
-        except jwt.InvalidAlgorithmError:
-            raise invalid_token(
-                "invalid-token", "The token is signed with an algorithm this server does not accept"
-            ) from None
         except jwt.InvalidSignatureError:
             raise invalid_token("invalid-token", "The token signature does not verify") from None
         except jwt.InvalidTokenError:
@@ -72,16 +100,44 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise invalid_token("invalid-token", "The token subject is not a user ID")
+        tenant = claims.get(self._tenant_claim)
+        if tenant is not None and (not isinstance(tenant, str) or not tenant):
+            raise invalid_token("invalid-token", "The token tenant claim is not a tenant ID")
         return claims
 
-    def issue(self, subject: str, ttl_seconds: int, now: int) -> str:
-        """A token this verifier accepts, for the `token` command and tests."""
-        claims: dict[str, Any] = {"sub": subject, "iat": now, "nbf": now, "exp": now + ttl_seconds}
-        if self._decode_kwargs["issuer"]:
-            claims["iss"] = self._decode_kwargs["issuer"]
-        if self._decode_kwargs["audience"]:
-            claims["aud"] = self._decode_kwargs["audience"]
-        return jwt.encode(claims, self._decode_kwargs["key"], algorithm=self._decode_kwargs["algorithms"][0])
+    async def _key_for(self, algorithm: str, kid: Any) -> Any:
+        if algorithm in MIN_HS_SECRET_BYTES:
+            return self._secret
+        if self._public_keys is None:
+            raise invalid_token(
+                "invalid-token", "The token is signed with an algorithm this server does not accept"
+            )
+        try:
+            return await self._public_keys.key_for(algorithm, kid if isinstance(kid, str) else None)
+        except UnknownKey:
+            raise invalid_token(
+                "invalid-token", "The token is signed with a key this server does not know"
+            ) from None
+        except KeysUnavailable:
+            raise ProblemError(
+                "service-unavailable", "The identity provider's signing keys cannot be fetched; retry later"
+            ) from None
+
+    def issue(self, subject: str, ttl_seconds: int, now: int, **claims: Any) -> str:
+        """A token this verifier accepts, for the `token` command and tests (HMAC only: the server holds
+        no private key)."""
+        if self._first_algorithm not in MIN_HS_SECRET_BYTES:
+            raise ConfigError(
+                "only HMAC tokens can be issued here: the first of AUTIONAL_JWT_ALGORITHMS must be HS256, "
+                "HS384 or HS512, with AUTIONAL_JWT_SECRET set"
+            )
+        payload: dict[str, Any] = {"sub": subject, "iat": now, "nbf": now, "exp": now + ttl_seconds}
+        if self._issuer:
+            payload["iss"] = self._issuer
+        if self._audience:
+            payload["aud"] = self._audience
+        payload.update(claims)
+        return jwt.encode(payload, self._secret, algorithm=self._first_algorithm, headers={"typ": "JWT"})
 
 
 def bearer_security_handler(verifier: TokenVerifier) -> type[BearerSecurityHandler]:
@@ -102,6 +158,7 @@ def bearer_security_handler(verifier: TokenVerifier) -> type[BearerSecurityHandl
                 token = token.strip()
                 if not token:
                     raise invalid_token("invalid-token", "The bearer token is empty")
+                # A coroutine: Connexion's security middleware awaits it.
                 return token_info_func(token)
 
             return verify

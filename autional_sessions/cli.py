@@ -148,6 +148,11 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         # Access logs carry method, path and status; never headers, so never a token.
         access_log=True,
+        # No banner naming the server software and its version to whoever asks.
+        server_header=False,
+        # The client address comes from the app's own trusted-proxy rules (AUTIONAL_TRUSTED_PROXIES),
+        # not from uvicorn's, which trust X-Forwarded-For from 127.0.0.1 by default.
+        proxy_headers=False,
     )
     return 0
 

@@ -16,9 +16,9 @@ from db.url import DatabaseUrl, redact
 DEFAULT_DATABASE_URL = "sqlite:///autional-sessions.db"
 # RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
 MIN_HS_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
-# HMAC only for now: one shared secret signs and verifies. Public-key algorithms need a key set of their
-# own (RFC 8725 §3.1: never let one key serve two algorithm families), which this service does not have yet.
-SUPPORTED_ALGORITHMS = frozenset(MIN_HS_SECRET_BYTES)
+# Signed with a private key, verified with a public one: from a PEM file or an identity provider's JWKS.
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"})
+SUPPORTED_ALGORITHMS = frozenset(MIN_HS_SECRET_BYTES) | ASYMMETRIC_ALGORITHMS
 
 
 class ConfigError(ValueError):
@@ -27,9 +27,18 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
+    # Its password must not show in a repr or a log line: `db.url.redact` gives a printable form.
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     jwt_secret: str = field(default="", repr=False)
     jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_public_key_file: str | None = None
+    jwt_jwks_url: str | None = None
+    # Seconds a fetched JWKS is used before it is fetched again (a key published meanwhile is fetched at
+    # once, when a token names it).
+    jwks_refresh_seconds: int = 300
+    # Longer tokens are refused before any parsing (RFC 8725 §3.11 asks for bounded resource use).
+    jwt_max_bytes: int = 8192
+    tenant_claim: str = "tenant_id"
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     # Seconds of clock skew tolerated on exp/nbf/iat (RFC 7519 §4.1.4 allows "a small leeway").
@@ -44,6 +53,14 @@ class Settings:
     db_busy_timeout_ms: int = 5000
     retry_after_seconds: int = 5
     validate_responses: bool = False
+    # Requests per token subject and per client address, e.g. "120/minute"; None: no limit.
+    rate_limit: str | None = None
+    # Where every worker and instance counts the limits together; None: each process counts alone.
+    redis_url: str | None = field(default=None, repr=False)
+    # Proxies whose X-Forwarded-For names the client (addresses or networks); none by default.
+    trusted_proxies: tuple[str, ...] = ()
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +91,13 @@ class Settings:
             database_url=database_url,
             jwt_secret=env.get("AUTIONAL_JWT_SECRET", ""),
             jwt_algorithms=algorithms,
+            jwt_public_key_file=env.get("AUTIONAL_JWT_PUBLIC_KEY_FILE") or None,
+            jwt_jwks_url=env.get("AUTIONAL_JWT_JWKS_URL") or None,
+            jwks_refresh_seconds=_int(
+                env, "AUTIONAL_JWKS_REFRESH_SECONDS", cls.jwks_refresh_seconds, minimum=15, maximum=86400
+            ),
+            jwt_max_bytes=_int(env, "AUTIONAL_JWT_MAX_BYTES", cls.jwt_max_bytes, minimum=256, maximum=65536),
+            tenant_claim=env.get("AUTIONAL_TENANT_CLAIM", cls.tenant_claim).strip() or cls.tenant_claim,
             jwt_issuer=env.get("AUTIONAL_JWT_ISSUER") or None,
             jwt_audience=env.get("AUTIONAL_JWT_AUDIENCE") or None,
             jwt_leeway=_int(env, "AUTIONAL_JWT_LEEWAY", cls.jwt_leeway, minimum=0, maximum=300),
@@ -88,21 +112,92 @@ class Settings:
             db_busy_timeout_ms=_int(env, "AUTIONAL_DB_BUSY_TIMEOUT_MS", cls.db_busy_timeout_ms, minimum=0),
             retry_after_seconds=_int(env, "AUTIONAL_RETRY_AFTER", cls.retry_after_seconds, minimum=1),
             validate_responses=_bool(env, "AUTIONAL_VALIDATE_RESPONSES", cls.validate_responses),
+            rate_limit=_rate_limit(env),
+            redis_url=_redis_url(env),
+            trusted_proxies=_trusted_proxies(env),
+            cors_origins=_cors_origins(env),
         )
 
     def check_signing_key(self) -> None:
-        """Refuse a key too short for the configured algorithms (RFC 7518 §3.2)."""
-        if not self.jwt_secret:
+        """Refuse a configuration whose tokens could never verify, naming the variable to fix.
+
+        HMAC algorithms need a secret at least as long as their hash (RFC 7518 §3.2); public-key
+        algorithms need exactly one key source, a PEM public key or a JWKS URL.
+        """
+        hmac = [a for a in self.jwt_algorithms if a in MIN_HS_SECRET_BYTES]
+        asymmetric = [a for a in self.jwt_algorithms if a in ASYMMETRIC_ALGORITHMS]
+        if hmac:
+            if not self.jwt_secret:
+                raise ConfigError(
+                    f"AUTIONAL_JWT_SECRET is not set; {', '.join(hmac)} tokens are signed and checked with it"
+                )
+            needed = max(MIN_HS_SECRET_BYTES[a] for a in hmac)
+            length = len(self.jwt_secret.encode())
+            if length < needed:
+                raise ConfigError(
+                    f"AUTIONAL_JWT_SECRET is {length} bytes; {', '.join(hmac)} needs at least {needed} "
+                    f"(generate one with: python -c 'import secrets; print(secrets.token_hex({needed}))')"
+                )
+        if asymmetric and not (self.jwt_public_key_file or self.jwt_jwks_url):
             raise ConfigError(
-                "AUTIONAL_JWT_SECRET is not set; it is the key tokens are signed and checked with"
+                f"AUTIONAL_JWT_ALGORITHMS names {', '.join(asymmetric)}, which need a public key: set "
+                "AUTIONAL_JWT_PUBLIC_KEY_FILE (a PEM file) or AUTIONAL_JWT_JWKS_URL (your identity provider's JWKS)"
             )
-        needed = max(MIN_HS_SECRET_BYTES[a] for a in self.jwt_algorithms)
-        length = len(self.jwt_secret.encode())
-        if length < needed:
+        if self.jwt_public_key_file and self.jwt_jwks_url:
+            raise ConfigError("set AUTIONAL_JWT_PUBLIC_KEY_FILE or AUTIONAL_JWT_JWKS_URL, not both")
+        if (self.jwt_public_key_file or self.jwt_jwks_url) and not asymmetric:
+            variable = "AUTIONAL_JWT_PUBLIC_KEY_FILE" if self.jwt_public_key_file else "AUTIONAL_JWT_JWKS_URL"
             raise ConfigError(
-                f"AUTIONAL_JWT_SECRET is {length} bytes; {', '.join(self.jwt_algorithms)} needs at least {needed} "
-                f"(generate one with: python -c 'import secrets; print(secrets.token_hex({needed}))')"
+                f"{variable} is set but AUTIONAL_JWT_ALGORITHMS ({', '.join(self.jwt_algorithms)}) names no "
+                f"public-key algorithm; add one of {', '.join(sorted(ASYMMETRIC_ALGORITHMS))}"
             )
+        if self.jwt_jwks_url and not self.jwt_jwks_url.startswith(("https://", "http://")):
+            raise ConfigError("AUTIONAL_JWT_JWKS_URL must be an https:// URL")
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _rate_limit(env: Mapping[str, str]) -> str | None:
+    from autional_sessions.rate_limits import parse_limit
+
+    raw = env.get("AUTIONAL_RATE_LIMIT", "").strip()
+    if not raw:
+        return None
+    try:
+        parse_limit(raw)
+    except ValueError as exc:
+        raise ConfigError(f"AUTIONAL_RATE_LIMIT: {exc}") from None
+    return raw
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("AUTIONAL_REDIS_URL", "").strip()
+    if raw and not raw.startswith(("redis://", "rediss://")):
+        raise ConfigError(f"AUTIONAL_REDIS_URL must be a redis:// or rediss:// URL, not {redact(raw)!r}")
+    return raw or None
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    from autional_sessions.client_address import ClientAddress
+
+    proxies = _list(env, "AUTIONAL_TRUSTED_PROXIES")
+    try:
+        ClientAddress(proxies)
+    except ValueError as exc:
+        raise ConfigError(f"AUTIONAL_TRUSTED_PROXIES: {exc}") from None
+    return proxies
+
+
+def _cors_origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    origins = _list(env, "AUTIONAL_CORS_ORIGINS")
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"AUTIONAL_CORS_ORIGINS: {origin!r} is not an origin such as https://app.example.com (or *)"
+            )
+    return origins
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:

@@ -42,7 +42,8 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    """Outermost middleware: names the request, and marks every response with that name and no-store."""
+    """Outermost middleware: names the request, and marks every response with that name, no-store and
+    nosniff."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -69,6 +70,8 @@ class RequestContextMiddleware:
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
                 headers["Cache-Control"] = "no-store"
+                # No browser may guess another type than the one declared (a JSON body read as HTML).
+                headers["X-Content-Type-Options"] = "nosniff"
             await send(message)
 
         try:

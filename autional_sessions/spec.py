@@ -12,11 +12,13 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def project_file(name: str) -> Path:
-    """A file kept at the repository root (a checkout or editable install), else its packaged copy."""
-    for candidate in (_PACKAGE_DIR.parent / name, _PACKAGE_DIR / name):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{name} is neither at the repository root nor packaged with autional_sessions")
+    """A file shipped inside the package, and only there: nothing lying beside the package (say a stray
+    openapi.yaml in site-packages) can stand in for the contract. In a checkout the package's copies are
+    links to the files at the repository root, which stay where the project's layout keeps them."""
+    path = _PACKAGE_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} is not packaged with autional_sessions")
+    return path
 
 
 def spec_path() -> Path:

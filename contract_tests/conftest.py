@@ -1,11 +1,13 @@
 """Where the contract suite points: the in-process app on a seeded database, or a live deployment.
 
 In process (the default, in `make test`): the app from the root conftest's fixtures, on a temporary
-database seeded with users usr_0000000 .. usr_0000004; each case is signed for the user in its path, so
+database seeded with users usr_0000000 .. usr_0000005; each case is signed for the user in its path, so
 cases reach the handler. Each of those users plays a part: usr_0000000 and usr_0000001 list their sessions
 (200), usr_0000002's queries fail with an unexpected database error (500, injected under the app),
-usr_0000003's sessions are asked for with usr_0000000's token (403), and usr_0000004's queries fail as
-they do when the database is unreachable (503, injected likewise); ids of nobody (404) still turn up.
+usr_0000003's sessions are asked for with usr_0000000's token (403), usr_0000004's queries fail as
+they do when the database is unreachable (503, injected likewise), and usr_0000005 has spent its rate
+limit before the run starts (429; the limit is far above what the run asks of anyone else); ids of
+nobody (404) still turn up.
 
 Against a deployment: `--contract-url URL --contract-token TOKEN --contract-user-id USER_ID` (what
 `autional-sessions contract-test` passes). The token is sent as is; generated ids often name USER_ID.
@@ -13,6 +15,7 @@ Against a deployment: `--contract-url URL --contract-token TOKEN --contract-user
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 
@@ -23,7 +26,9 @@ from db.errors import DatabaseUnavailable
 from db.statements import Statement
 from db.store import Store
 
-SEEDED_USERS = 5
+SEEDED_USERS = 6
+# Far above what one run asks of any user or of the test client's one address.
+RATE_LIMIT = "100000/hour"
 SESSIONS_PER_USER = 25
 _LEDGER = pytest.StashKey[StatusLedger]()
 
@@ -56,8 +61,9 @@ def required(config: pytest.Config) -> dict[str, set[int]]:
     unreachable: set[int] = set()
     if live_url(config):
         # Against a deployment the suite has one user's token and no way to inject a fault: every other
-        # user id is a 403 before any lookup, so neither 404 nor 500 nor 503 can be provoked.
-        unreachable |= {404, 500, 503}
+        # user id is a 403 before any lookup, so neither 404 nor 500 nor 503 can be provoked. A 429 comes
+        # only from a deployment with a rate limit the run happens to exhaust.
+        unreachable |= {404, 429, 500, 503}
     return {label: statuses - unreachable for label, statuses in documented_statuses().items()}
 
 
@@ -84,6 +90,7 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         return
 
     from autional_sessions.app import create_app
+    from autional_sessions.rate_limits import RateLimits
     from db.seed import seed, user_id
     from db.store import open_store
 
@@ -94,13 +101,16 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     make_token = request.getfixturevalue("make_token")
     seed(database, SEEDED_USERS, SESSIONS_PER_USER)
     intruder, fault_user, intruded, outage_user = user_id(0), user_id(2), user_id(3), user_id(4)
+    throttled = user_id(5)
     store = FaultInjectingStore(
         open_store(settings), {fault_user: _unexpected_error, outage_user: _unavailable_error}
     )
+    rate_limits = RateLimits(RATE_LIMIT)
+    asyncio.run(rate_limits.check("sub", throttled, cost=rate_limits.limit))
     yield Target(
         known_users=[user_id(n) for n in range(SEEDED_USERS)],
         token_for=lambda path_user: make_token(intruder if path_user == intruded else path_user),
-        app=create_app(settings, store=store),
+        app=create_app(settings, store=store, rate_limits=rate_limits),
         fault_users=(fault_user, outage_user),
     )
 

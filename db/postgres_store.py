@@ -89,7 +89,7 @@ class PostgresStore:
                 # idle siblings most likely share the fate. The statement only reads, so it is safe to
                 # run once more, on a new connection.
                 logger.info("pooled connection was dead (%s); retrying on a new one", type(exc).__name__)
-                pool.expire_connections()
+                await pool.expire_connections()
                 return await self._fetch_once(pool, statement, params)
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"postgresql: {type(exc).__name__}") from exc

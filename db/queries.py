@@ -49,17 +49,26 @@ def _rfc3339_from_sqlite(row: tuple) -> tuple:
     return tuple(values)
 
 
-def _active(user_id: object, now: object) -> peewee.Expression:
-    """NIST SP 800-63B: a session lives until its absolute timeout and its inactivity timeout."""
-    return (
+def _active(user_id: object, now: object, tenant: object | None) -> peewee.Expression:
+    """NIST SP 800-63B: a session lives until its absolute timeout and its inactivity timeout. With a
+    tenant, only the sessions stored under that tenant."""
+    active = (
         (Session.user == user_id)
         & (Session.status == "active")
         & (Session.expires_at > now)
         & (Session.idle_expires_at > now)
     )
+    return active if tenant is None else active & (Session.tenant_id == tenant)
 
 
-def page_query(postgresql: bool, user_id: object, now: object, limit: object, offset: object) -> peewee.Query:
+def page_query(
+    postgresql: bool,
+    user_id: object,
+    now: object,
+    limit: object,
+    offset: object,
+    tenant: object | None = None,
+) -> peewee.Query:
     """One page of the user's active sessions, newest activity first.
 
     On PostgreSQL each row carries the total count too (a window count: page and total from the same
@@ -70,7 +79,7 @@ def page_query(postgresql: bool, user_id: object, now: object, limit: object, of
     total = (peewee.fn.COUNT(peewee.SQL("*")).over().alias("total"),) if postgresql else ()
     return (
         Session.select(*_session_columns(postgresql), *total)
-        .where(_active(user_id, now))
+        .where(_active(user_id, now, tenant))
         .order_by(Session.last_active_at.desc(), Session.id.desc())
         .limit(limit)
         .offset(offset)
@@ -78,20 +87,38 @@ def page_query(postgresql: bool, user_id: object, now: object, limit: object, of
     )
 
 
-def count_query(user_id: object, now: object) -> peewee.Query:
+def count_query(user_id: object, now: object, tenant: object | None = None) -> peewee.Query:
     """Whether the user exists, and how many active sessions they have, in one round trip."""
     exists = User.select(peewee.fn.COUNT(peewee.SQL("*"))).where(User.id == user_id)
-    total = Session.select(peewee.fn.COUNT(peewee.SQL("*"))).where(_active(user_id, now))
+    total = Session.select(peewee.fn.COUNT(peewee.SQL("*"))).where(_active(user_id, now, tenant))
     return peewee.Select(columns=[exists.alias("user_exists"), total.alias("total")]).tuples()
 
 
-def list_statements(dialect: str) -> tuple[Statement, Statement]:
-    """The page and count statements, compiled for `dialect` ("sqlite" or "postgresql")."""
+def user_tenant_query(user_id: object) -> peewee.Query:
+    return User.select(User.tenant_id).where(User.id == user_id).tuples()
+
+
+@dataclass(frozen=True)
+class ListStatements:
+    page: Statement
+    count: Statement
+
+
+def list_statements(dialect: str, *, in_tenant: bool = False) -> ListStatements:
+    """The page and count statements, compiled for `dialect` ("sqlite" or "postgresql"), optionally
+    restricted to the sessions of one tenant."""
     database = _DIALECTS[dialect](None)
     postgresql = dialect == "postgresql"
     user_id, now = slot("user_id"), slot("now")
-    page = page_query(postgresql, user_id, now, slot("limit"), slot("offset"))
-    return compile_query(page, database), compile_query(count_query(user_id, now), database)
+    tenant = slot("tenant") if in_tenant else None
+    page = page_query(postgresql, user_id, now, slot("limit"), slot("offset"), tenant)
+    return ListStatements(
+        compile_query(page, database), compile_query(count_query(user_id, now, tenant), database)
+    )
+
+
+class OtherTenant(Exception):
+    """The user exists, but belongs to another tenant than the caller's."""
 
 
 class SessionQueries:
@@ -99,31 +126,50 @@ class SessionQueries:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._page, self._count = list_statements(store.dialect)
+        self._any_tenant = list_statements(store.dialect)
+        self._one_tenant = list_statements(store.dialect, in_tenant=True)
+        self._user_tenant = compile_query(user_tenant_query(slot("user_id")), _DIALECTS[store.dialect](None))
         self._windowed = store.dialect == "postgresql"
         # Timestamps are naive UTC on every engine: a datetime for asyncpg's TIMESTAMP parameters, and
         # for SQLite the text its columns hold ("YYYY-MM-DD HH:MM:SS"), which compares as it sorts.
         self._bind_time = (lambda t: t) if self._windowed else (lambda t: t.isoformat(" "))
 
     async def find_active_sessions(
-        self, user_id: str, now: dt.datetime, page: int, page_size: int
+        self, user_id: str, now: dt.datetime, page: int, page_size: int, tenant: str | None = None
     ) -> SessionPage | None:
         """A page of the user's active sessions, or None when there is no such user.
+
+        With a tenant (the caller's token names one), the user must belong to it (else `OtherTenant`,
+        decided before any session is read) and only sessions stored under it are listed.
 
         Only an empty page always needs the count statement, to tell "no such user" from "no sessions"
         or "past the last page"; on SQLite, so does a full page, whose total the page cannot tell.
         """
         offset = (page - 1) * page_size
-        values = {"user_id": user_id, "now": self._bind_time(now), "limit": page_size, "offset": offset}
+        values = {
+            "user_id": user_id,
+            "now": self._bind_time(now),
+            "limit": page_size,
+            "offset": offset,
+            "tenant": tenant,
+        }
+        statements = self._any_tenant if tenant is None else self._one_tenant
         async with self._store.snapshot():
-            rows = await self._store.fetch(self._page, self._page.bind(values))
+            if tenant is not None:
+                found = await self._store.fetch(self._user_tenant, self._user_tenant.bind(values))
+                if not found:
+                    return None
+                if found[0][0] != tenant:
+                    raise OtherTenant
+            rows = await self._store.fetch(statements.page, statements.page.bind(values))
             if rows and self._windowed:
                 return SessionPage(total=rows[0][-1], rows=[row[:-1] for row in rows])
             if rows:
                 rows = [_rfc3339_from_sqlite(row) for row in rows]
                 if len(rows) < page_size:
                     return SessionPage(total=offset + len(rows), rows=rows)
-            ((user_exists, total),) = await self._store.fetch(self._count, self._count.bind(values))
+            count = statements.count
+            ((user_exists, total),) = await self._store.fetch(count, count.bind(values))
         if not user_exists:
             return None
         return SessionPage(total=total, rows=rows)

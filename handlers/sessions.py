@@ -12,18 +12,31 @@ from typing import Any
 
 from autional_sessions.problems import ProblemError, utc_timestamp
 from db.models import SESSION_FIELDS
-from db.queries import SessionQueries
+from db.queries import OtherTenant, SessionQueries
 
 
 async def list_user_sessions(
-    user_id: str, user: str, sessions: SessionQueries, page: int = 1, page_size: int = 20
+    user_id: str,
+    user: str,
+    token_info: dict[str, Any],
+    sessions: SessionQueries,
+    tenant_claim: str,
+    page: int = 1,
+    page_size: int = 20,
 ) -> tuple[dict[str, Any], int]:
     """GET /sessions/user/{user_id}/sessions: the caller's own active sessions, a page at a time."""
     # Decided before any lookup, so that nobody learns from the answer whether another user exists.
     if user != user_id:
         raise ProblemError("user-mismatch", "The token does not belong to the user in the path")
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-    found = await sessions.find_active_sessions(user_id, now, page, page_size)
+    try:
+        found = await sessions.find_active_sessions(
+            user_id, now, page, page_size, tenant=token_info.get(tenant_claim)
+        )
+    except OtherTenant:
+        raise ProblemError(
+            "tenant-mismatch", "The user in the path does not belong to the token's tenant"
+        ) from None
     if found is None:
         raise ProblemError("user-not-found", "No user with this ID exists")
     total_pages = math.ceil(found.total / page_size)

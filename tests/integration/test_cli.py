@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -70,7 +71,7 @@ def test_token_is_signed_with_the_configured_key_issuer_and_audience(env, capsys
     assert main(["token", "--sub", "usr_0000001", "--ttl", "120"]) == 0
     token = capsys.readouterr().out.strip()
 
-    claims = TokenVerifier(Settings.from_env()).verify(token)
+    claims = asyncio.run(TokenVerifier(Settings.from_env()).verify(token))
     assert claims["sub"] == "usr_0000001"
     assert claims["iss"] == "https://auth.example"
     assert claims["aud"] == "sessions"

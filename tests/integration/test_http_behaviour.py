@@ -21,7 +21,7 @@ def alice(database):
 
 
 @pytest.mark.parametrize("case", ["200", "400", "401", "403", "404", "route-404", "405"])
-def test_every_response_has_a_request_id_and_no_store(client, auth_headers, alice, case):
+def test_every_response_has_a_request_id_no_store_and_nosniff(client, auth_headers, alice, case):
     request = {
         "200": ("GET", URL, auth_headers("usr_alice")),
         "400": ("GET", URL + "?page=0", auth_headers("usr_alice")),
@@ -36,6 +36,7 @@ def test_every_response_has_a_request_id_and_no_store(client, auth_headers, alic
     response = client.request(method, url, headers=headers)
 
     assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-request-id"].startswith("req_")
     if response.status_code >= 400:
         body = response.json()
@@ -124,3 +125,17 @@ def test_swagger_ui_is_served_with_its_assets_locally(client):
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
         assert asset in page.text
         assert client.get(f"/ui/{asset}").status_code == 200
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "bearer-ish", "JWT"])
+def test_a_valid_jwt_under_another_scheme_is_the_missing_credentials_problem(
+    client, auth_headers, alice, scheme
+):
+    token = auth_headers("usr_alice")["Authorization"].removeprefix("Bearer ")
+
+    response = client.get(URL, headers={"Authorization": f"{scheme} {token}"})
+
+    assert response.status_code == 401
+    body = assert_conforms(response)
+    assert body["code"] == 40100001
+    assert body["type"].endswith("/missing-credentials")

@@ -16,6 +16,7 @@ from autional_sessions.cli import main
 from autional_sessions.config import Settings
 from conftest import make_settings, postgres_admin_connection
 from db.errors import DatabaseUnavailable
+from db.maintenance import open_database
 from db.statements import Statement
 from db.store import open_store
 from tests.factories import add_session, add_user
@@ -149,3 +150,45 @@ def test_migrate_and_seed_are_not_bound_by_the_statement_timeout_of_requests(fre
             await store.close()
 
     asyncio.run(serving())
+
+
+@postgres_only
+def test_a_url_asking_for_tls_is_refused_by_a_server_without_it(database_url):
+    # This machine's server has ssl=off: a URL that requires TLS must fail to connect, not fall back to
+    # plain text; the same URL without the requirement connects.
+    conn = postgres_admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW ssl")
+            if cur.fetchone()[0] == "on":
+                pytest.skip("this PostgreSQL server offers TLS; the refusal needs one that does not")
+    finally:
+        conn.close()
+
+    async def fetch_one(url: str) -> list[tuple]:
+        store = open_store(make_settings(url))
+        try:
+            return await store.fetch(sql("SELECT 1"), ())
+        finally:
+            await store.close()
+
+    with pytest.raises(DatabaseUnavailable):
+        asyncio.run(fetch_one(f"{database_url}?sslmode=require"))
+    assert asyncio.run(fetch_one(f"{database_url}?sslmode=disable")) == [(1,)]
+    with pytest.raises(peewee.OperationalError):
+        maintenance = open_database(make_settings(f"{database_url}?sslmode=require"))
+        maintenance.connect()
+
+
+@postgres_only
+def test_libpq_options_of_the_url_reach_the_connection(database_url):
+    name = f"from-url-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> list[tuple]:
+        store = open_store(make_settings(f"{database_url}?application_name={name}"))
+        try:
+            return await store.fetch(sql("SELECT current_setting('application_name')"), ())
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == [(name,)]

@@ -61,3 +61,14 @@ def test_workers_are_processes_and_instances_share_the_database(
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda server: sorted(listed_ids(server, headers)), [a, b] * 8))
         assert answers == [["sess_serve_1", "sess_serve_2"]] * 16
+
+
+@pytest.mark.slow
+def test_a_served_response_names_no_server_software(database, database_url, tmp_path, auth_headers):
+    add_user(USER)
+    with running_server(database_url, tmp_path / "server.log", workers=1) as server:
+        response = httpx.get(f"{server.url}/sessions/user/{USER}/sessions", headers=auth_headers(USER))
+
+    assert response.status_code == 200
+    assert "server" not in response.headers
+    assert response.headers["x-content-type-options"] == "nosniff"

@@ -37,7 +37,8 @@ def test_reads_every_documented_variable():
     ("env", "names"),
     [
         ({"AUTIONAL_JWT_ALGORITHMS": "none"}, "AUTIONAL_JWT_ALGORITHMS"),
-        ({"AUTIONAL_JWT_ALGORITHMS": "RS256"}, "AUTIONAL_JWT_ALGORITHMS"),
+        ({"AUTIONAL_JWT_ALGORITHMS": "RS1"}, "AUTIONAL_JWT_ALGORITHMS"),
+        ({"AUTIONAL_JWT_MAX_BYTES": "10"}, "AUTIONAL_JWT_MAX_BYTES"),
         ({"AUTIONAL_JWT_ALGORITHMS": " , "}, "AUTIONAL_JWT_ALGORITHMS"),
         ({"AUTIONAL_DATABASE_URL": "mysql://x/y"}, "AUTIONAL_DATABASE_URL"),
         ({"AUTIONAL_DB_POOL_SIZE": "many"}, "AUTIONAL_DB_POOL_SIZE"),
@@ -80,3 +81,33 @@ def test_longer_hashes_need_longer_secrets(algorithm, needed):
 
 def test_the_secret_is_not_in_the_settings_repr():
     assert "topsecret" not in repr(Settings(jwt_secret="topsecret" * 4))
+
+
+def test_the_database_password_is_not_in_the_settings_repr():
+    assert "hunter2" not in repr(Settings(database_url="postgresql://app:hunter2@db/sessions"))
+
+
+def test_a_public_key_algorithm_without_a_key_source_is_refused_naming_both_variables():
+    with pytest.raises(ConfigError) as raised:
+        Settings(jwt_algorithms=("RS256",)).check_signing_key()
+
+    assert "AUTIONAL_JWT_PUBLIC_KEY_FILE" in str(raised.value)
+    assert "AUTIONAL_JWT_JWKS_URL" in str(raised.value)
+
+
+def test_an_rs256_only_configuration_needs_no_hmac_secret():
+    Settings(jwt_algorithms=("RS256",), jwt_jwks_url="https://idp.example/jwks.json").check_signing_key()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"jwt_public_key_file": "k.pem", "jwt_jwks_url": "https://idp/jwks"}, "not both"),
+        ({"jwt_algorithms": ("HS256",), "jwt_jwks_url": "https://idp/jwks"}, "AUTIONAL_JWT_JWKS_URL"),
+        ({"jwt_jwks_url": "file:///etc/passwd"}, "AUTIONAL_JWT_JWKS_URL"),
+    ],
+)
+def test_key_sources_that_cannot_work_are_refused(overrides, variable):
+    values = {"jwt_secret": "k" * 32, "jwt_algorithms": ("HS256", "RS256"), **overrides}
+    with pytest.raises(ConfigError, match=variable):
+        Settings(**values).check_signing_key()

@@ -125,3 +125,14 @@ def test_problem_types_have_unique_codes_that_start_with_their_status():
     assert len(codes) == len(set(codes))
     for entry in types.values():
         assert str(entry["code"]).startswith(str(entry["status"]))
+
+
+def test_the_contract_is_read_from_the_package_only():
+    # Not from the directory above the package (site-packages, for an installed copy), where any stray
+    # openapi.yaml could replace the contract.
+    from pathlib import Path
+
+    import autional_sessions
+    from autional_sessions.spec import spec_path
+
+    assert spec_path() == Path(autional_sessions.__file__).parent / "openapi.yaml"

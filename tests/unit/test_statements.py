@@ -50,7 +50,10 @@ def test_a_missing_value_is_an_error_not_a_silent_null():
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_the_list_statements_bind_every_request_value(dialect):
-    page, count = list_statements(dialect)
+    statements = list_statements(dialect)
+    in_tenant = list_statements(dialect, in_tenant=True)
 
-    assert set(page.slots) == {"user_id", "now", "limit", "offset"}
-    assert set(count.slots) == {"user_id", "now"}
+    assert set(statements.page.slots) == {"user_id", "now", "limit", "offset"}
+    assert set(statements.count.slots) == {"user_id", "now"}
+    assert set(in_tenant.page.slots) == {"user_id", "now", "limit", "offset", "tenant"}
+    assert set(in_tenant.count.slots) == {"user_id", "now", "tenant"}

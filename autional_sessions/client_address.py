@@ -1,0 +1,110 @@
+"""The address of the client a request comes from, for per-client limits and for logs.
+
+Behind a load balancer or reverse proxy the socket peer is the proxy, and the client's address is in
+`X-Forwarded-For`. That header is written by whoever sends the request, so it is only believed as far as
+it was written by proxies we run: the walk starts at the socket peer and moves left through the header
+only while the address it stands on is a configured trusted proxy. The first address that is not a
+trusted proxy is the client. With no trusted proxies configured (the default) the socket peer is the
+client, whatever the headers say.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from starlette.types import Scope
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+UNKNOWN = "unknown"
+
+
+class ClientAddress:
+    """Finds a request's client address, believing `X-Forwarded-For` only from `trusted_proxies`."""
+
+    def __init__(self, trusted_proxies: Sequence[str] = ()) -> None:
+        if isinstance(trusted_proxies, str):
+            # A bare string is a sequence too, of one-character "proxies".
+            raise TypeError("trusted_proxies must be a sequence of addresses or networks, not one string")
+        networks: list[IPNetwork] = []
+        for entry in trusted_proxies:
+            try:
+                # strict: "10.0.0.1/8" is refused rather than read as 10.0.0.0/8, since a typo there
+                # would silently trust a whole network.
+                networks.append(ipaddress.ip_network(entry.strip(), strict=True))
+            except ValueError as exc:
+                raise ValueError(
+                    f"trusted proxy {entry!r} is not an IP address or CIDR network ({exc})"
+                ) from None
+        self._trusted = tuple(networks)
+
+    def of(self, scope: Scope) -> str:
+        """The client address of an ASGI http `scope`: an IP address in its normal form, the socket peer
+        as the server gave it when that is not an IP address, or "unknown" when there is no peer."""
+        client = scope.get("client")
+        if not client:
+            return UNKNOWN
+        peer = _parse(client[0])
+        if peer is None:
+            return str(client[0])
+        if not self._trusts(peer):
+            return str(peer)
+        hop = peer
+        for entry in reversed(_forwarded_for(scope)):
+            address = _parse(entry)
+            if address is None:
+                # The trusted proxy that wrote this entry could not say who its peer was, so nothing to
+                # the left of it is vouched for by anyone we trust. The proxy itself is the nearest
+                # address we can stand behind: its clients share one budget, rather than a caller
+                # choosing its own by writing addresses further left.
+                return str(hop)
+            if not self._trusts(address):
+                return str(address)
+            hop = address
+        # Every hop is one of ours (e.g. a health check from inside): the furthest one is the client.
+        return str(hop)
+
+    def _trusts(self, address: IPAddress) -> bool:
+        return any(address in network for network in self._trusted)
+
+
+def _forwarded_for(scope: Scope) -> list[str]:
+    """The entries of every `X-Forwarded-For` header, in order: a proxy may add a header of its own
+    instead of appending to the last one, and HTTP treats repeated headers as one comma-joined list."""
+    entries: list[str] = []
+    for name, value in scope.get("headers", ()):
+        if name == b"x-forwarded-for":
+            text = value.decode("latin-1")
+            if text.strip():
+                entries.extend(item.strip() for item in text.split(","))
+    return entries
+
+
+def _parse(text: str) -> IPAddress | None:
+    """An address from a socket peer or a forwarded entry, or None for anything else.
+
+    Some proxies append the peer's port ("192.0.2.1:5040", "[2001:db8::1]:5040"); the port is dropped.
+    An IPv4 address seen through a dual-stack IPv6 socket ("::ffff:192.0.2.1") is the IPv4 address, so
+    the client has one identity whichever way it connected.
+    """
+    if text.startswith("["):
+        text, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not (port.startswith(":") and _is_port(port[1:]))):
+            return None
+    elif text.count(":") == 1:
+        text, _, port = text.partition(":")
+        if not _is_port(port):
+            return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and int(text) <= 65535

@@ -1,0 +1,238 @@
+"""Rate limits counted in Redis: one budget for every worker and instance, and requests that go on
+unlimited, quickly, when Redis is down or does not answer.
+
+The shared-budget tests need a Redis server (AUTIONAL_TEST_REDIS_URL, by default redis://127.0.0.1:6379/0);
+where none answers they skip with the reason, and under CI=true they fail instead. Each test counts under
+a key prefix of its own and deletes its keys afterwards. The outage tests need no Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import coredis
+import httpx
+import pytest
+
+from autional_sessions import rate_limits
+from autional_sessions.client_address import ClientAddress
+from autional_sessions.rate_limits import ClientRateLimitMiddleware, Decision, RateLimits
+from db.url import redact
+
+REDIS_URL = os.environ.get("AUTIONAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+LOGGER = "autional_sessions.rate_limits"
+
+
+def _redis_unreachable(reason: str) -> None:
+    message = f"Redis is not reachable at {redact(REDIS_URL)} ({reason}); set AUTIONAL_TEST_REDIS_URL"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " -- CI=true requires Redis", pytrace=False)
+    pytest.skip(message)
+
+
+async def _ping() -> None:
+    client = coredis.Redis.from_url(REDIS_URL)
+    try:
+        async with asyncio.timeout(3):
+            await client.ping()
+    finally:
+        client.connection_pool.disconnect()
+
+
+async def _delete_keys(prefix: str) -> None:
+    client = coredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(keys)
+    finally:
+        client.connection_pool.disconnect()
+
+
+async def _count_keys(prefix: str) -> int:
+    client = coredis.Redis.from_url(REDIS_URL)
+    try:
+        return len([key async for key in client.scan_iter(match=f"{prefix}:*")])
+    finally:
+        client.connection_pool.disconnect()
+
+
+@pytest.fixture
+def key_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the test Redis, its keys deleted afterwards."""
+    try:
+        asyncio.run(_ping())
+    except (coredis.exceptions.RedisError, OSError, TimeoutError) as exc:
+        _redis_unreachable(f"{type(exc).__name__}: {exc}")
+    prefix = f"autional-test-{uuid.uuid4().hex}"
+    try:
+        yield prefix
+    finally:
+        asyncio.run(_delete_keys(prefix))
+
+
+def run_checks(limits: RateLimits, kind: str, identity: str, times: int) -> list[Decision | None]:
+    async def run() -> list[Decision | None]:
+        try:
+            return [await limits.check(kind, identity) for _ in range(times)]
+        finally:
+            await limits.close()
+
+    return asyncio.run(run())
+
+
+def test_the_budget_counts_down_then_refuses_on_redis(key_prefix):
+    limits = RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
+
+    decisions = run_checks(limits, "ip", "203.0.113.7", 4)
+
+    assert [(d.allowed, d.remaining) for d in decisions if d] == [(True, 2), (True, 1), (True, 0), (False, 0)]
+    assert decisions[-1] is not None and int(decisions[-1].headers()["Retry-After"]) >= 1
+    assert asyncio.run(_count_keys(key_prefix)) == 1  # every key under the prefix, none elsewhere
+
+
+def test_two_instances_on_one_redis_share_one_budget(key_prefix):
+    # What several worker processes, or several instances of the service, need: one limit, not one each.
+    first = RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
+    second = RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
+
+    async def alternate() -> list[Decision | None]:
+        try:
+            return [await limits.check("sub", "usr_1") for limits in (first, second, first, second)]
+        finally:
+            await first.close()
+            await second.close()
+
+    decisions = asyncio.run(alternate())
+
+    assert [(d.allowed, d.remaining) for d in decisions if d] == [(True, 2), (True, 1), (True, 0), (False, 0)]
+
+
+def test_one_instance_keeps_counting_from_one_event_loop_to_the_next(key_prefix):
+    # A Redis client belongs to the loop that opened it; the limiter makes one for each loop it runs on.
+    limits = RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
+
+    decisions = [*run_checks(limits, "ip", "203.0.113.7", 2), *run_checks(limits, "ip", "203.0.113.7", 2)]
+
+    assert [d.allowed for d in decisions if d] == [True, True, True, False]
+
+
+def test_kinds_and_identities_are_separate_budgets_on_redis(key_prefix):
+    limits = RateLimits("1/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
+
+    async def run() -> list[bool]:
+        try:
+            answers = [
+                await limits.check("ip", "usr_1"),
+                await limits.check("sub", "usr_1"),
+                await limits.check("sub", "usr_2"),
+                await limits.check("sub", "usr_1"),
+            ]
+        finally:
+            await limits.close()
+        return [a is not None and a.allowed for a in answers]
+
+    assert asyncio.run(run()) == [True, True, True, False]
+
+
+# Outages: these need no Redis at all.
+
+
+def _assert_fails_open_quickly(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    limits = RateLimits("1/minute", redis_url=url)
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+
+    started = time.monotonic()
+    decisions = run_checks(limits, "sub", "usr_secret_identity", 3)
+    elapsed = time.monotonic() - started
+
+    assert decisions == [None, None, None]
+    assert elapsed < 2
+    warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "unlimited" in warnings[0].getMessage()
+    assert "usr_secret_identity" not in caplog.text
+    assert "hunter2" not in caplog.text
+
+
+def test_a_refused_connection_lets_requests_through_and_warns_once(caplog):
+    _assert_fails_open_quickly("redis://:hunter2@127.0.0.1:1/0", caplog)
+
+
+def test_a_redis_that_never_answers_lets_requests_through_within_the_timeout(caplog):
+    # The kernel completes the TCP handshake on a listening socket nobody accepts from, and nothing is
+    # ever answered: a black hole, as a hung Redis or a dropped route looks to a client.
+    with socket.create_server(("127.0.0.1", 0)) as black_hole:
+        port = black_hole.getsockname()[1]
+        _assert_fails_open_quickly(f"redis://:hunter2@127.0.0.1:{port}/0", caplog)
+
+
+@pytest.mark.parametrize(("retry_seconds", "attempts"), [(rate_limits.STORAGE_RETRY_SECONDS, 1), (0, 3)])
+def test_after_a_failure_the_storage_rests_and_the_warning_comes_at_most_every_30_seconds(
+    caplog, monkeypatch, retry_seconds, attempts
+):
+    monkeypatch.setattr(rate_limits, "STORAGE_RETRY_SECONDS", retry_seconds)
+    limits = RateLimits("1/minute", redis_url="redis://127.0.0.1:1/0")
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    asked = 0
+    limiter_for_running_loop = limits._limiter_for_running_loop
+
+    def counting() -> object:
+        nonlocal asked
+        asked += 1
+        return limiter_for_running_loop()
+
+    monkeypatch.setattr(limits, "_limiter_for_running_loop", counting)
+
+    assert run_checks(limits, "ip", "203.0.113.7", 3) == [None, None, None]
+    assert asked == attempts
+    assert len([r for r in caplog.records if r.name == LOGGER]) == 1
+
+
+def test_the_middleware_lets_requests_through_without_headers_while_redis_is_down():
+    async def hello(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    limits = RateLimits("1/minute", redis_url="redis://127.0.0.1:1/0")
+    app = ClientRateLimitMiddleware(hello, limits=limits, client_address=ClientAddress([]))
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [await client.get("/") for _ in range(3)]
+
+    responses = asyncio.run(run())
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert "ratelimit-remaining" not in responses[-1].headers
+
+
+def test_two_app_instances_on_one_redis_share_a_subjects_budget(key_prefix, settings, database, auth_headers):
+    from autional_sessions.app import create_app
+    from tests.factories import add_user
+
+    add_user("usr_shared")
+    apps = [
+        create_app(settings, rate_limits=RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix))
+        for _ in range(2)
+    ]
+    headers = auth_headers("usr_shared")
+
+    async def alternate() -> list[int]:
+        statuses = []
+        for n in range(4):
+            transport = httpx.ASGITransport(app=apps[n % 2], client=(f"192.0.2.{n}", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                statuses.append(
+                    (await client.get("/sessions/user/usr_shared/sessions", headers=headers)).status_code
+                )
+        return statuses
+
+    assert asyncio.run(alternate()) == [200, 200, 200, 429]
