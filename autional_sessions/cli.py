@@ -137,8 +137,12 @@ def _token(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from autional_sessions.auth import TokenVerifier
+
     settings = Settings.from_env()
-    settings.check_signing_key()  # refuse to start rather than reject every request later
+    # Refuse to start rather than reject every request later: a missing or weak secret, a public-key
+    # algorithm with no key source, a PEM key no configured algorithm can use.
+    TokenVerifier(settings)
     uvicorn.run(
         "autional_sessions.app:create_app_from_env",
         factory=True,

@@ -85,6 +85,28 @@ def test_serve_refuses_a_short_secret(env, capsys):
     assert "at least 32" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"AUTIONAL_JWT_ALGORITHMS": "RS256"}, "AUTIONAL_JWT_PUBLIC_KEY_FILE"),
+        (
+            {"AUTIONAL_JWT_ALGORITHMS": "ES256", "AUTIONAL_JWT_PUBLIC_KEY_FILE": "/nonexistent.pem"},
+            "AUTIONAL_JWT_PUBLIC_KEY_FILE",
+        ),
+        ({"AUTIONAL_RATE_LIMIT": "lots"}, "AUTIONAL_RATE_LIMIT"),
+        ({"AUTIONAL_TRUSTED_PROXIES": "10.0.0.1/8"}, "AUTIONAL_TRUSTED_PROXIES"),
+        ({"AUTIONAL_CORS_ORIGINS": "app.example.com"}, "AUTIONAL_CORS_ORIGINS"),
+        ({"AUTIONAL_REDIS_URL": "memcached://x"}, "AUTIONAL_REDIS_URL"),
+    ],
+)
+def test_serve_refuses_a_configuration_that_cannot_work_naming_the_variable(env, capsys, settings, named):
+    for name, value in settings.items():
+        env.setenv(name, value)
+
+    assert main(["serve", "--port", "1"]) == 2
+    assert named in capsys.readouterr().err
+
+
 def test_a_bad_setting_is_reported_by_name(env, capsys):
     env.setenv("AUTIONAL_JWT_ALGORITHMS", "none")
 
