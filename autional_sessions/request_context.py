@@ -11,7 +11,6 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # What we accept from a caller as its request id: short and free of anything a log line or a header
@@ -19,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # W3C Trace Context, version 00: an all-zero trace id or parent id is invalid.
 _TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+_STAMPED = frozenset({b"x-request-id", b"cache-control", b"x-content-type-options"})
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,18 @@ class RequestContextMiddleware:
             trace_id = None
         token = _current.set(RequestContext(request_id=request_id, path=scope["path"], trace_id=trace_id))
 
+        stamps = [
+            (b"x-request-id", request_id.encode("latin-1")),
+            (b"cache-control", b"no-store"),
+            # No browser may guess another type than the one declared (a JSON body read as HTML).
+            (b"x-content-type-options", b"nosniff"),
+        ]
+
         async def send_marked(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = request_id
-                headers["Cache-Control"] = "no-store"
-                # No browser may guess another type than the one declared (a JSON body read as HTML).
-                headers["X-Content-Type-Options"] = "nosniff"
+                # One pass over the raw headers, replacing any of ours an inner layer set already.
+                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in _STAMPED]
+                message["headers"] = kept + stamps
             await send(message)
 
         try:

@@ -143,13 +143,14 @@ class SessionQueries:
         decided before any session is read) and only sessions stored under it are listed.
 
         Only an empty page always needs the count statement, to tell "no such user" from "no sessions"
-        or "past the last page"; on SQLite, so does a full page, whose total the page cannot tell.
+        or "past the last page". On SQLite the page asks for one row more than it shows: when that row
+        is not there, this is the last page and its total is known; only when it is does the count run.
         """
         offset = (page - 1) * page_size
         values = {
             "user_id": user_id,
             "now": self._bind_time(now),
-            "limit": page_size,
+            "limit": page_size if self._windowed else page_size + 1,
             "offset": offset,
             "tenant": tenant,
         }
@@ -165,8 +166,9 @@ class SessionQueries:
             if rows and self._windowed:
                 return SessionPage(total=rows[0][-1], rows=[row[:-1] for row in rows])
             if rows:
-                rows = [_rfc3339_from_sqlite(row) for row in rows]
-                if len(rows) < page_size:
+                last_page = len(rows) <= page_size
+                rows = [_rfc3339_from_sqlite(row) for row in rows[:page_size]]
+                if last_page:
                     return SessionPage(total=offset + len(rows), rows=rows)
             count = statements.count
             ((user_exists, total),) = await self._store.fetch(count, count.bind(values))

@@ -113,6 +113,9 @@ def test_defaults_are_page_one_of_twenty(client, auth_headers, alice):
         (3, 3, ["sess_06"], False, True),
         (4, 3, [], False, True),
         (1000, 3, [], False, True),
+        # One short of all (the total must come from a count), and exactly all (from the page itself).
+        (1, 6, [f"sess_{i:02d}" for i in range(6)], True, False),
+        (2, 6, ["sess_06"], False, True),
         (1, 7, [f"sess_{i:02d}" for i in range(7)], False, False),
         (1, 100, [f"sess_{i:02d}" for i in range(7)], False, False),
     ],
