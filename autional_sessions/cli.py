@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("token", help="print a JWT for a user, signed with the configured key")
     p.add_argument("--sub", required=True, metavar="USER_ID")
     p.add_argument("--ttl", type=_positive, default=3600, metavar="SECONDS")
+    p.add_argument("--sid", metavar="SESSION_ID", help="the session the token belongs to (its sid claim)")
+    p.add_argument("--tenant", metavar="TENANT_ID", help="the tenant the token is for (AUTIONAL_TENANT_CLAIM)")
     p.set_defaults(run=_token)
 
     p = sub.add_parser("serve", help="serve the API with uvicorn")
@@ -130,7 +132,13 @@ def _seed(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     from autional_sessions.auth import TokenVerifier
 
-    print(TokenVerifier(Settings.from_env()).issue(args.sub, args.ttl, int(time.time())))
+    settings = Settings.from_env()
+    claims = {}
+    if args.sid:
+        claims["sid"] = args.sid
+    if args.tenant:
+        claims[settings.tenant_claim] = args.tenant
+    print(TokenVerifier(settings).issue(args.sub, args.ttl, int(time.time()), **claims))
     return 0
 
 
