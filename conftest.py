@@ -25,6 +25,7 @@ from db.maintenance import open_database
 from db.migrations import migrate
 from db.models import database_proxy
 from db.queries import SessionQueries
+from db.statements import Statement
 from db.store import Store, open_store
 
 TEST_SECRET = "test-secret-" + "0123456789abcdef" * 4  # long enough for HS512 (RFC 7518 §3.2)
@@ -160,6 +161,22 @@ def find_active_sessions(settings: Settings) -> Callable[..., Any]:
 def store(settings: Settings) -> Store:
     """The request path's store of the app under test, for a test to reach under the app."""
     return open_store(settings)
+
+
+@pytest.fixture
+def break_database(monkeypatch: pytest.MonkeyPatch, store: Store) -> Callable[[], None]:
+    """Make every statement fail as a bug would: the driver's own error for a table that does not exist."""
+
+    def install() -> None:
+        real_fetch = store.fetch
+        broken = Statement("SELECT * FROM sessions_secret_internal", ())
+
+        async def fetch(statement: Statement, params: tuple) -> list[tuple]:
+            return await real_fetch(broken, ())
+
+        monkeypatch.setattr(store, "fetch", fetch)
+
+    return install
 
 
 @pytest.fixture

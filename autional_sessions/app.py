@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime as dt
 import functools
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
@@ -34,6 +35,7 @@ from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import compile_path
 
 from autional_sessions.auth import TokenVerifier, bearer_security_handler
 from autional_sessions.client_address import ClientAddress
@@ -46,6 +48,7 @@ from autional_sessions.spec import load_spec
 from autional_sessions.validation import ParameterValidationMiddleware
 from db.errors import DatabaseUnavailable
 from db.queries import SessionQueries
+from db.revocations import SessionRevocations
 from db.store import Store, open_store
 
 logger = logging.getLogger("autional_sessions")
@@ -68,8 +71,14 @@ def create_app(
     settings = settings or Settings.from_env()
     spec = copy.deepcopy(load_spec())
     catalogue = ProblemCatalogue.from_spec(spec, settings.problem_base_uri, settings.service_name)
-    verifier = TokenVerifier(settings)
     store = store or open_store(settings)
+    sessions = SessionQueries(store)
+
+    async def session_active(user_id: str, session_id: str) -> bool:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        return await sessions.is_session_active(user_id, session_id, now)
+
+    verifier = TokenVerifier(settings, session_active=session_active)
     if rate_limits is None and settings.rate_limit:
         rate_limits = RateLimits(settings.rate_limit, redis_url=settings.redis_url)
 
@@ -81,7 +90,13 @@ def create_app(
             await rate_limits.close()
 
     app = ConnexionMiddleware(
-        OperationDispatcher({"sessions": SessionQueries(store), "tenant_claim": settings.tenant_claim}),
+        OperationDispatcher(
+            {
+                "sessions": sessions,
+                "revocations": SessionRevocations(store),
+                "tenant_claim": settings.tenant_claim,
+            }
+        ),
         middlewares=middleware_stack(
             validate_responses=settings.validate_responses,
             rate_limits=rate_limits,
@@ -102,7 +117,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     if settings.cors_origins:
         _add_cors(app, spec, settings)
-    _add_error_handlers(app, catalogue, settings)
+    _add_error_handlers(app, catalogue, settings, _allowed_methods(spec))
     return app
 
 
@@ -174,7 +189,28 @@ def create_app_from_env() -> ConnexionMiddleware:
     return app
 
 
-def _add_error_handlers(app: ConnexionMiddleware, catalogue: ProblemCatalogue, settings: Settings) -> None:
+def _allowed_methods(spec: dict) -> Callable[[str], str | None]:
+    """The `Allow` value of a request path: the methods the spec gives its path (HEAD with GET)."""
+    templates = []
+    for template, operations in spec["paths"].items():
+        methods = {m.upper() for m in operations if m in _HTTP_METHODS}
+        if "GET" in methods:
+            methods.add("HEAD")
+        regex, _, _ = compile_path(template)
+        templates.append((regex, ", ".join(sorted(methods))))
+
+    def allowed(path: str) -> str | None:
+        return next((methods for regex, methods in templates if regex.match(path)), None)
+
+    return allowed
+
+
+def _add_error_handlers(
+    app: ConnexionMiddleware,
+    catalogue: ProblemCatalogue,
+    settings: Settings,
+    allowed_methods: Callable[[str], str | None],
+) -> None:
     # async: Connexion would run a plain function in a worker thread, a hop an error does not need.
     async def problem_error(_request: ConnexionRequest, exc: ProblemError) -> ConnexionResponse:
         return catalogue.render(exc)
@@ -190,9 +226,12 @@ def _add_error_handlers(app: ConnexionMiddleware, catalogue: ProblemCatalogue, s
             type_name = "missing-credentials"
         elif status == 404:
             detail = f"No operation of this API has the path {request.url.path}"
-        elif status == 405:
-            detail = f"This path does not take {request.method}; see the Allow header"
         headers = dict(exc.headers or {})
+        if status == 405:
+            detail = f"This path does not take {request.method}; see the Allow header"
+            # Connexion's router answers from the one route (path and method) it matched first, so its
+            # Allow names that route's methods only; the spec knows every method of the path.
+            headers["Allow"] = allowed_methods(request.url.path) or headers.get("Allow", "")
         if status == 401:
             headers.setdefault("WWW-Authenticate", 'Bearer realm="autional-sessions"')
         return catalogue.render(ProblemError(type_name, detail, headers=headers))

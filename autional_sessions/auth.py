@@ -10,6 +10,7 @@ claim, which rule) without telling an attacker which key or secret came close.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
@@ -35,10 +36,19 @@ def missing_token(detail: str) -> ProblemError:
     return ProblemError("missing-credentials", detail, headers={"WWW-Authenticate": MISSING_CHALLENGE})
 
 
-class TokenVerifier:
-    """Checks a bearer token and returns its claims; everything it needs is fixed at start-up."""
+# Whether the user's session with this id is still active: asked of a token that names its session.
+SessionCheck = Callable[[str, str], Awaitable[bool]]
 
-    def __init__(self, settings: Settings) -> None:
+
+class TokenVerifier:
+    """Checks a bearer token and returns its claims; everything it needs is fixed at start-up.
+
+    With `session_active`, a token that names its session (`sid`, OpenID Connect) is refused once that
+    session has ended (revoked, expired): signing a device out makes its token useless here, on every
+    operation, not only hides a row of the list.
+    """
+
+    def __init__(self, settings: Settings, *, session_active: SessionCheck | None = None) -> None:
         settings.check_signing_key()
         required = ["exp", "sub"]
         if settings.jwt_issuer:
@@ -58,6 +68,7 @@ class TokenVerifier:
             "options": {"require": required},
         }
         self._tenant_claim = settings.tenant_claim
+        self._session_active = session_active
         self._first_algorithm = settings.jwt_algorithms[0]
         self._jwt = jwt.PyJWT()
 
@@ -103,6 +114,12 @@ class TokenVerifier:
         tenant = claims.get(self._tenant_claim)
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
             raise invalid_token("invalid-token", "The token tenant claim is not a tenant ID")
+        session_id = claims.get("sid")
+        if session_id is not None:
+            if not isinstance(session_id, str) or not session_id:
+                raise invalid_token("invalid-token", "The token sid claim is not a session ID")
+            if self._session_active is not None and not await self._session_active(subject, session_id):
+                raise invalid_token("session-ended", "The session of this token has ended; sign in again")
         return claims
 
     async def _key_for(self, algorithm: str, kid: Any) -> Any:

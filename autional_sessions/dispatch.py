@@ -9,7 +9,8 @@ arguments validation produced, calls the handler, and sends its JSON.
 Handlers are `async def` (refused at start-up otherwise: nothing on the request path hops into a thread
 pool). They take their parameters by name, `user` (the token's subject) and `token_info` (its claims)
 when they ask for them, and any service of the app by name (say `sessions`), and return
-`(body, status)`: the body is serialized with orjson as the operation's JSON media type.
+`(body, status)`: the body is serialized with orjson as the operation's JSON media type (None: no
+content, for a 204).
 """
 
 from __future__ import annotations
@@ -50,19 +51,17 @@ class _Endpoint:
             for name in self._context_arguments:
                 arguments[name] = context.get(name)
         body, status = await self._function(**arguments, **self._services)
-        payload = orjson.dumps(body)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"x-request-id", current_request().request_id.encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
+        headers = [
+            (b"x-request-id", current_request().request_id.encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        if body is None:  # 204: no content, and so no content type
+            payload = b""
+        else:
+            payload = orjson.dumps(body)
+            headers.append((b"content-type", b"application/json"))
+        headers.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
 

@@ -31,6 +31,8 @@ SEEDED_USERS = 6
 RATE_LIMIT = "100000/hour"
 SESSIONS_PER_USER = 25
 _LEDGER = pytest.StashKey[StatusLedger]()
+_PARTIAL = pytest.StashKey[bool]()
+_GATE = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,6 +44,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_LEDGER] = StatusLedger()
+    config.stash[_PARTIAL] = False
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    # With -k, --lf or a node id, part of the suite did not run: which statuses it produced says nothing
+    # about the contract, so the gate below is not applied.
+    if any(item.path.name == "test_contract.py" for item in items):
+        items[0].config.stash[_PARTIAL] = True
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -50,6 +60,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         return
     terminalreporter.write_sep("=", "contract suite: (operation, status) pairs produced and validated")
     terminalreporter.write_line(ledger.table(documented_statuses(), required(config)))
+    gate = config.stash.get(_GATE, None)
+    if gate:
+        terminalreporter.write_line(gate, red=True, bold=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run's gate: when the whole suite ran (no test of it deselected, not split over workers), every
+    documented status it can reach must have been produced and validated by one of its tests. No test
+    depends on another for this: each stands alone, and the gate looks at what they all saw."""
+    config = session.config
+    ledger = config.stash.get(_LEDGER, None)
+    if ledger is None or not ledger.counts or config.stash.get(_PARTIAL, False):
+        return
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker sees only its share of the cases
+        return
+    missing = ledger.missing(required(config))
+    if missing:
+        config.stash[_GATE] = "documented but never produced and validated: " + ", ".join(
+            f"{label} {status}" for label, status in missing
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def live_url(config: pytest.Config) -> str | None:
@@ -58,18 +89,19 @@ def live_url(config: pytest.Config) -> str | None:
 
 def required(config: pytest.Config) -> dict[str, set[int]]:
     """The documented statuses the run must have produced: all of them, but for those it cannot reach."""
-    unreachable: set[int] = set()
-    if live_url(config):
-        # Against a deployment the suite has one user's token and no way to inject a fault: every other
-        # user id is a 403 before any lookup, so neither 404 nor 500 nor 503 can be provoked. A 429 comes
-        # only from a deployment with a rate limit the run happens to exhaust.
-        unreachable |= {404, 429, 500, 503}
-    return {label: statuses - unreachable for label, statuses in documented_statuses().items()}
-
-
-@pytest.fixture(scope="session")
-def required_statuses(pytestconfig: pytest.Config) -> dict[str, set[int]]:
-    return required(pytestconfig)
+    documented = documented_statuses()
+    if not live_url(config):
+        return documented
+    # Against a deployment the suite has one user's token and no way to inject a fault: every other user
+    # id is a 403 before any lookup, so no user is ever unknown (404), and neither 500 nor 503 can be
+    # provoked. A 429 comes only from a deployment with a rate limit the run happens to exhaust, and a
+    # 204 only while the user still has an active session for a link to name.
+    unreachable = {
+        "GET /sessions/user/{user_id}/sessions": {404, 429, 500, 503},
+        "DELETE /sessions/user/{user_id}/sessions": {404, 429, 500, 503},
+        "DELETE /sessions/user/{user_id}/sessions/{session_id}": {204, 429, 500, 503},
+    }
+    return {label: statuses - unreachable.get(label, set()) for label, statuses in documented.items()}
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +141,13 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     asyncio.run(rate_limits.check("sub", throttled, cost=rate_limits.limit))
     yield Target(
         known_users=[user_id(n) for n in range(SEEDED_USERS)],
+        known_sessions={
+            user_id(n): [f"sess_{n:07d}_{s:03d}" for s in range(SESSIONS_PER_USER)]
+            for n in range(SEEDED_USERS)
+        },
         token_for=lambda path_user: make_token(intruder if path_user == intruded else path_user),
         app=create_app(settings, store=store, rate_limits=rate_limits),
+        reset=lambda: seed(database, SEEDED_USERS, SESSIONS_PER_USER),
         fault_users=(fault_user, outage_user),
     )
 
@@ -135,11 +172,18 @@ class FaultInjectingStore:
         self._faults = faults
         self.dialect = store.dialect
 
-    async def fetch(self, statement: Statement, params: tuple) -> list[tuple]:
+    def _inject(self, params: tuple) -> None:
         for user_id, fault in self._faults.items():
             if user_id in params:
                 raise fault(user_id)
+
+    async def fetch(self, statement: Statement, params: tuple) -> list[tuple]:
+        self._inject(params)
         return await self._store.fetch(statement, params)
+
+    async def write(self, statement: Statement, params: tuple) -> list[tuple]:
+        self._inject(params)
+        return await self._store.write(statement, params)
 
     def snapshot(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self._store.snapshot()

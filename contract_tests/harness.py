@@ -12,7 +12,7 @@ import tomllib
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import schemathesis
@@ -90,6 +90,11 @@ class Target:
     app: Any = None  # an ASGI app to call in process, or
     base_url: str | None = None  # the deployment's base URL
     fault_users: Sequence[str] = ()  # users whose database fails on purpose (in process only)
+    # The session ids of each known user (in process only): generated ids are steered onto them too.
+    known_sessions: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Puts the data back as seeded (in process only), so each sequence of the stateful phase starts with
+    # sessions to list and revoke, whatever the sequences before it revoked.
+    reset: Callable[[], None] | None = None
 
     def transport(self) -> dict[str, Any]:
         return {"base_url": self.base_url} if self.base_url else {}
@@ -101,16 +106,34 @@ class Target:
         case.operation.app = case.operation.schema.app = self.app
         path = case.path_parameters or {}
         user_id = path.get("user_id")
-        if isinstance(user_id, str) and all(v.is_valid(user_id) for v in _user_id_validators()):
-            # A valid id is kept or swapped for a known user, by a hash of the id so that the choice is as
-            # deterministic (and as shrinkable) as the id itself; one slot more than there are users keeps
-            # the generated id, a user that does not exist. An invalid id stays, so negative cases stay so.
-            slot = zlib.crc32(user_id.encode()) % (len(self.known_users) + 1)
-            if slot < len(self.known_users):
-                path["user_id"] = self.known_users[slot]
+        if (
+            isinstance(user_id, str)
+            and user_id not in self.known_users  # a known user (say one a link carried over) stays
+            and all(v.is_valid(user_id) for v in _user_id_validators())
+        ):
+            # A valid id is kept or swapped for a known user, by a hash of the id; an invalid id stays, so
+            # negative cases stay so.
+            path["user_id"] = _steer(user_id, self.known_users)
+        session_id = path.get("session_id")
+        sessions = self.known_sessions.get(str(path.get("user_id")), ())
+        if (
+            isinstance(session_id, str)
+            and session_id not in sessions  # a real id, say one a link took from a list: kept
+            and sessions
+            and all(v.is_valid(session_id) for v in _session_id_validators())
+        ):
+            path["session_id"] = _steer(session_id, sessions)
         headers = case.headers or {}
         if headers.get("Authorization") == f"Bearer {PENDING_TOKEN}":
             headers["Authorization"] = f"Bearer {self.token_for(str(path.get('user_id', '')))}"
+
+
+def _steer(value: str, known: Sequence[str]) -> str:
+    """`value` or one of `known`, by a hash of `value`: as deterministic (and as shrinkable) as the value
+    itself; one slot more than there are known values keeps the generated one (say a user that does
+    not exist)."""
+    slot = zlib.crc32(value.encode()) % (len(known) + 1)
+    return known[slot] if slot < len(known) else value
 
 
 @functools.cache
@@ -118,13 +141,21 @@ def _user_id_validators() -> list[Draft4Validator]:
     return [Draft4Validator(parameter["schema"]) for parameter in _path_parameters("user_id")]
 
 
+@functools.cache
+def _session_id_validators() -> list[Draft4Validator]:
+    return [Draft4Validator(parameter["schema"]) for parameter in _path_parameters("session_id")]
+
+
 def _path_parameters(name: str) -> list[dict[str, Any]]:
-    return [
-        parameter
-        for _method, _path, operation in _operations(load_spec())
-        for parameter in operation.get("parameters", [])
-        if parameter["name"] == name and parameter["in"] == "path"
-    ]
+    spec = load_spec()
+    found = []
+    for _method, _path, operation in _operations(spec):
+        for parameter in operation.get("parameters", []):
+            if "$ref" in parameter:  # '#/components/parameters/Name'
+                parameter = spec["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
+            if parameter["name"] == name and parameter["in"] == "path":
+                found.append(parameter)
+    return found
 
 
 class StatusLedger:

@@ -12,6 +12,7 @@ also draws on constants in the loaded code, so running fewer test modules can ge
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -21,30 +22,70 @@ from contract_tests.harness import StatusLedger, Target, load_contract, load_set
 # Read at import, because Schemathesis builds its tests at collection: CONTRACT_MAX_EXAMPLES=2000 make test
 # raises the fuzzing budget (schemathesis.toml sets the default).
 _budget = os.environ.get("CONTRACT_MAX_EXAMPLES")
+# Sequences of the stateful phase (each a few steps long).
+STATEFUL_EXAMPLES = 60
 schema = load_contract(load_settings(max_examples=int(_budget) if _budget else None))
 
 
 @schema.parametrize()
-# One app on one seeded database serves every generated case: the operation only reads, so sharing the
-# function-scoped fixture across cases is the intent.
+# One app on one seeded database serves every generated case of a test: sharing the function-scoped
+# fixture across cases is the intent (revocations only ever leave the data in a documented state).
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_responses_keep_the_contract(case, contract_target: Target, status_ledger: StatusLedger) -> None:
     contract_target.prepare(case)
+    response = case.call_and_validate(
+        excluded_checks=_excluded(case, contract_target), **contract_target.transport()
+    )
+    _record(case, response, contract_target, status_ledger)
+
+
+def test_link_sequences_keep_the_contract(contract_target: Target, status_ledger: StatusLedger) -> None:
+    """The stateful phase: sequences that follow the spec's links, list -> revoke -> list, every step's
+    response checked like any other case."""
+    followed: list[str] = []
+
+    class Sequences(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            if contract_target.reset is not None:
+                contract_target.reset()
+
+        def before_call(self, case: Any) -> None:
+            contract_target.prepare(case)
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return contract_target.transport()
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(
+                response, excluded_checks=_excluded(case, contract_target), transport_kwargs=kwargs
+            )
+            _record(case, response, contract_target, status_ledger)
+            followed.append(f"{case.method.upper()} {case.operation.path} {response.status_code}")
+
+    Sequences.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    assert followed, "the state machine sent nothing: the spec's links lead nowhere"
+    if not contract_target.base_url:
+        # In process every user has sessions to revoke, so some sequence must have revoked one through a
+        # link (a deployment's user may have none left).
+        assert any(step.endswith(" 204") for step in followed), "\n".join(followed)
+
+
+def _excluded(case: Any, target: Target) -> list | None:
     # The users whose database fails on purpose: a 5xx there is the point, not a failure. Every other
     # check still applies to them, and the 5xx must be a documented problem response (500 or 503).
-    faulty = (case.path_parameters or {}).get("user_id") in contract_target.fault_users
-    response = case.call_and_validate(
-        excluded_checks=[not_a_server_error] if faulty else None, **contract_target.transport()
-    )
-    if faulty and response.status_code >= 500:
+    faulty = (case.path_parameters or {}).get("user_id") in target.fault_users
+    return [not_a_server_error] if faulty else None
+
+
+def _record(case: Any, response: Any, target: Target, ledger: StatusLedger) -> None:
+    if (case.path_parameters or {}).get("user_id") in target.fault_users and response.status_code >= 500:
         assert response.status_code in {500, 503}, f"an injected fault gave {response.status_code}"
-    status_ledger.record(f"{response.request.method} {case.operation.path}", response.status_code)
-
-
-def test_every_documented_status_was_produced_and_validated(
-    required_statuses: dict[str, set[int]], status_ledger: StatusLedger
-) -> None:
-    missing = status_ledger.missing(required_statuses)
-    assert not missing, "documented but never produced and validated: " + ", ".join(
-        f"{label} {status}" for label, status in missing
-    )
+    ledger.record(f"{response.request.method} {case.operation.path}", response.status_code)

@@ -62,9 +62,16 @@ def _0002_active_session_list_index(database: peewee.Database) -> list[str]:
     ]
 
 
+def _0003_session_revocation_time(database: peewee.Database) -> list[str]:
+    # Revoking a session marks it (status 'revoked') and says when; nothing is deleted, so the audit
+    # trail stays. Existing rows keep every value, with no revocation time.
+    return ["ALTER TABLE sessions ADD COLUMN revoked_at TIMESTAMP NULL"]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users and sessions", _0001_users_and_sessions),
     Migration(2, "index for the active-session list", _0002_active_session_list_index),
+    Migration(3, "session revocation time", _0003_session_revocation_time),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

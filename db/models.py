@@ -41,6 +41,8 @@ class Session(BaseModel):
     device_id = peewee.CharField(max_length=128)
     device_type = peewee.CharField(max_length=32)
     user_agent = peewee.CharField(max_length=512)
+    # When the session was revoked (status 'revoked'); None for a session never revoked.
+    revoked_at = peewee.DateTimeField(null=True)
 
     class Meta:
         table_name = "sessions"

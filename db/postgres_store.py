@@ -62,7 +62,9 @@ class PostgresStore:
             # A pool belongs to the event loop that made it. A server has one loop per worker process;
             # a test client may start one per request, and gets a pool of its own each time.
             if self._pool is not None:
-                self._pool.terminate()
+                # Its loop may be closed already (a test client's), and then its sockets with it.
+                with contextlib.suppress(RuntimeError):
+                    self._pool.terminate()
             settings = {"statement_timeout": str(self._statement_timeout_ms)}
             if "application_name" not in self._url.options:
                 settings["application_name"] = self._application_name
@@ -91,6 +93,14 @@ class PostgresStore:
                 logger.info("pooled connection was dead (%s); retrying on a new one", type(exc).__name__)
                 await pool.expire_connections()
                 return await self._fetch_once(pool, statement, params)
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"postgresql: {type(exc).__name__}") from exc
+
+    async def write(self, statement: Statement, params: tuple) -> list[tuple]:
+        # Not retried: a write whose connection died may have committed, and its RETURNING rows are lost.
+        pool = await self._get_pool()
+        try:
+            return await self._fetch_once(pool, statement, params)
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"postgresql: {type(exc).__name__}") from exc
 

@@ -11,7 +11,7 @@ from db.models import SESSION_FIELDS, SESSION_TIME_FIELDS, Session, User
 from db.statements import Statement, compile_query, slot
 from db.store import Store
 
-_DIALECTS = {"sqlite": peewee.SqliteDatabase, "postgresql": peewee.PostgresqlDatabase}
+DIALECTS = {"sqlite": peewee.SqliteDatabase, "postgresql": peewee.PostgresqlDatabase}
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def _rfc3339_from_sqlite(row: tuple) -> tuple:
     return tuple(values)
 
 
-def _active(user_id: object, now: object, tenant: object | None) -> peewee.Expression:
+def active(user_id: object, now: object, tenant: object | None) -> peewee.Expression:
     """NIST SP 800-63B: a session lives until its absolute timeout and its inactivity timeout. With a
     tenant, only the sessions stored under that tenant."""
     active = (
@@ -79,7 +79,7 @@ def page_query(
     total = (peewee.fn.COUNT(peewee.SQL("*")).over().alias("total"),) if postgresql else ()
     return (
         Session.select(*_session_columns(postgresql), *total)
-        .where(_active(user_id, now, tenant))
+        .where(active(user_id, now, tenant))
         .order_by(Session.last_active_at.desc(), Session.id.desc())
         .limit(limit)
         .offset(offset)
@@ -90,8 +90,13 @@ def page_query(
 def count_query(user_id: object, now: object, tenant: object | None = None) -> peewee.Query:
     """Whether the user exists, and how many active sessions they have, in one round trip."""
     exists = User.select(peewee.fn.COUNT(peewee.SQL("*"))).where(User.id == user_id)
-    total = Session.select(peewee.fn.COUNT(peewee.SQL("*"))).where(_active(user_id, now, tenant))
+    total = Session.select(peewee.fn.COUNT(peewee.SQL("*"))).where(active(user_id, now, tenant))
     return peewee.Select(columns=[exists.alias("user_exists"), total.alias("total")]).tuples()
+
+
+def session_active_query(user_id: object, session_id: object, now: object) -> peewee.Query:
+    """Whether a session of the user is still active (the `sid` of a token must name one)."""
+    return Session.select(Session.id).where(active(user_id, now, None) & (Session.id == session_id)).tuples()
 
 
 def user_tenant_query(user_id: object) -> peewee.Query:
@@ -107,7 +112,7 @@ class ListStatements:
 def list_statements(dialect: str, *, in_tenant: bool = False) -> ListStatements:
     """The page and count statements, compiled for `dialect` ("sqlite" or "postgresql"), optionally
     restricted to the sessions of one tenant."""
-    database = _DIALECTS[dialect](None)
+    database = DIALECTS[dialect](None)
     postgresql = dialect == "postgresql"
     user_id, now = slot("user_id"), slot("now")
     tenant = slot("tenant") if in_tenant else None
@@ -128,11 +133,28 @@ class SessionQueries:
         self._store = store
         self._any_tenant = list_statements(store.dialect)
         self._one_tenant = list_statements(store.dialect, in_tenant=True)
-        self._user_tenant = compile_query(user_tenant_query(slot("user_id")), _DIALECTS[store.dialect](None))
+        database = DIALECTS[store.dialect](None)
+        self._user_tenant = compile_query(user_tenant_query(slot("user_id")), database)
+        self._session_active = compile_query(
+            session_active_query(slot("user_id"), slot("session_id"), slot("now")), database
+        )
         self._windowed = store.dialect == "postgresql"
         # Timestamps are naive UTC on every engine: a datetime for asyncpg's TIMESTAMP parameters, and
         # for SQLite the text its columns hold ("YYYY-MM-DD HH:MM:SS"), which compares as it sorts.
         self._bind_time = (lambda t: t) if self._windowed else (lambda t: t.isoformat(" "))
+
+    async def user_exists(self, user_id: str) -> bool:
+        return bool(await self._store.fetch(self._user_tenant, self._user_tenant.bind({"user_id": user_id})))
+
+    async def check_tenant(self, user_id: str, tenant: str) -> None:
+        """Raise `OtherTenant` when the user exists and belongs to another tenant than `tenant`."""
+        found = await self._store.fetch(self._user_tenant, self._user_tenant.bind({"user_id": user_id}))
+        if found and found[0][0] != tenant:
+            raise OtherTenant
+
+    async def is_session_active(self, user_id: str, session_id: str, now: dt.datetime) -> bool:
+        values = {"user_id": user_id, "session_id": session_id, "now": self._bind_time(now)}
+        return bool(await self._store.fetch(self._session_active, self._session_active.bind(values)))
 
     async def find_active_sessions(
         self, user_id: str, now: dt.datetime, page: int, page_size: int, tenant: str | None = None

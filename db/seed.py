@@ -18,7 +18,7 @@ import peewee
 from db.models import SESSION_FIELDS, Session, User
 
 DEMO_TENANT = "tnt_demo"
-# At most 15 columns x 2000 rows = 30000 bind parameters a statement: under both SQLite's (32766) and
+# At most 16 columns x 2000 rows = 32000 bind parameters a statement: under both SQLite's (32766) and
 # PostgreSQL's (65535) limits.
 BATCH_ROWS = 2000
 
@@ -120,7 +120,10 @@ def seed(
     sessions after the others.
     """
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None, microsecond=0)
-    fields = [getattr(Session, "user" if f == "user_id" else f) for f in SESSION_FIELDS]
+    # Every column but the id is rewritten on a re-seed; a session revoked since is as seeded again.
+    fields = [getattr(Session, "user" if f == "user_id" else f) for f in SESSION_FIELDS] + [
+        Session.revoked_at
+    ]
     preserve = [f for f in fields if f is not Session.id]
     written = 0
     total = users * sessions_per_user
@@ -133,7 +136,7 @@ def seed(
                     [(user_id(n), DEMO_TENANT, now) for n in numbers],
                     fields=[User.id, User.tenant_id, User.created_at],
                 ).on_conflict_ignore().execute()
-                rows = (row for n in numbers for row in session_rows(n, sessions_per_user, now))
+                rows = ((*row, None) for n in numbers for row in session_rows(n, sessions_per_user, now))
                 # Capped by rows, not by user: one user may have more sessions than a statement can bind.
                 while batch := list(itertools.islice(rows, BATCH_ROWS)):
                     written += _upsert(batch, fields, preserve)

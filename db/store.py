@@ -23,6 +23,11 @@ class Store(Protocol):
         """The rows of a read-only statement; retried once on a new connection if the first was dead."""
         ...
 
+    async def write(self, statement: Statement, params: tuple) -> list[tuple]:
+        """Run one writing statement, committed on its own, and return its RETURNING rows. Never
+        retried, and never blocks the event loop while it waits for a lock."""
+        ...
+
     def snapshot(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Statements fetched inside see one snapshot of the data (where the engine needs telling)."""
         ...

@@ -7,7 +7,6 @@ import math
 
 import pytest
 
-from db.statements import Statement
 from tests.factories import add_session, add_user, utcnow
 from tests.spec_check import assert_conforms
 
@@ -370,22 +369,6 @@ def test_a_page_past_the_end_of_an_existing_user_is_not_a_404(client, auth_heade
 
 
 # --- 500 -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def break_database(monkeypatch, store):
-    """Make every statement fail as a bug would: the driver's own error for a table that does not exist."""
-
-    def install() -> None:
-        real_fetch = store.fetch
-        broken = Statement("SELECT * FROM sessions_secret_internal", ())
-
-        async def fetch(statement: Statement, params: tuple) -> list[tuple]:
-            return await real_fetch(broken, ())
-
-        monkeypatch.setattr(store, "fetch", fetch)
-
-    return install
 
 
 def test_an_unexpected_database_error_is_a_500_that_reveals_nothing(

@@ -10,9 +10,27 @@ import peewee
 from conftest import make_settings
 from db.maintenance import open_database
 from db.migrations import LATEST_VERSION, MIGRATIONS, applied_versions, migrate
-from db.seed import seed
+from db.models import SESSION_FIELDS
+from db.seed import session_rows, user_id
 
 LIST_INDEX = "sessions_user_status_activity"
+
+
+def seed_columns_of_version_1(database: peewee.Database, users: int, sessions: int) -> None:
+    """Demo rows written with only the columns migration 1 made (today's seed writes later ones too)."""
+    now = dt.datetime(2026, 11, 1, 12, 0, 0)
+    marks = ", ".join([database.param] * len(SESSION_FIELDS))
+    with database.connection_context(), database.atomic():
+        for n in range(users):
+            database.execute_sql(
+                f"INSERT INTO users (id, tenant_id, created_at) VALUES ({database.param}, {database.param}, "
+                f"{database.param})",
+                (user_id(n), "tnt_demo", now),
+            )
+            for row in session_rows(n, sessions, now):
+                database.execute_sql(
+                    f"INSERT INTO sessions ({', '.join(SESSION_FIELDS)}) VALUES ({marks})", row
+                )
 
 
 def fresh(url: str) -> peewee.Database:
@@ -46,20 +64,39 @@ def test_migrate_builds_the_latest_schema_on_an_empty_database(fresh_database_ur
     database.close()
 
 
-def test_upgrade_from_the_previous_version_keeps_every_row_and_adds_the_index(fresh_database_url):
+def test_upgrade_to_the_list_index_keeps_every_row_and_adds_the_index(fresh_database_url):
     database = fresh(fresh_database_url)
-    migrate(database, target=LATEST_VERSION - 1)
-    seed(database, 40, 15, now=dt.datetime(2026, 11, 1, 12, 0, 0))
+    migrate(database, target=1)
+    seed_columns_of_version_1(database, 40, 15)
     before = snapshot(database)
     assert LIST_INDEX not in indexes(database)
 
-    applied = migrate(database)
+    applied = migrate(database, target=2)
 
-    assert [m.version for m in applied] == [LATEST_VERSION]
+    assert [m.version for m in applied] == [2]
     after = snapshot(database)
     assert (len(after["users"]), len(after["sessions"])) == (40, 600)
     assert after == before
     assert LIST_INDEX in indexes(database)
+    database.close()
+
+
+def test_upgrade_to_the_revocation_time_keeps_every_row_and_adds_an_empty_column(fresh_database_url):
+    database = fresh(fresh_database_url)
+    migrate(database, target=2)
+    seed_columns_of_version_1(database, 40, 15)
+    before = snapshot(database)
+
+    applied = migrate(database, target=3)
+
+    assert [m.version for m in applied] == [3]
+    after = snapshot(database)
+    assert after["users"] == before["users"]
+    assert [row[:-1] for row in after["sessions"]] == before["sessions"]
+    assert {row[-1] for row in after["sessions"]} == {None}
+    with database.connection_context():
+        columns = [c.name for c in database.get_columns("sessions")]
+    assert columns[-1] == "revoked_at"
     database.close()
 
 
