@@ -8,7 +8,7 @@ DEMO_DB ?= sqlite:///autional-sessions.db
 DEMO_USER := usr_0000001
 PORT ?= 8000
 
-.PHONY: setup run test test-sqlite test-postgres lint format bench clean
+.PHONY: setup browser run test test-sqlite test-postgres lint format bench clean
 
 setup: $(STAMP)
 
@@ -18,12 +18,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Chromium, for the browser test of the published docs (tests/e2e/test_docs_in_browser.py), from the
+# distribution when it is missing; through sudo only when not already root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser:
+	command -v chromium >/dev/null || \
+	{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
 # A random HS256 key for local use only, made once and kept out of git.
 $(SECRET_FILE):
 	$(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $(SECRET_FILE)
 
 run: setup $(SECRET_FILE)
-	@export AUTIONAL_DATABASE_URL='$(DEMO_DB)' AUTIONAL_JWT_SECRET="$$(cat $(SECRET_FILE))"; \
+	@export AUTIONAL_DATABASE_URL='$(DEMO_DB)' AUTIONAL_JWT_SECRET="$$(cat $(SECRET_FILE))" AUTIONAL_LOG_FORMAT=text; \
 	$(BIN)/autional-sessions migrate && \
 	$(BIN)/autional-sessions seed --users 10 --sessions-per-user 25 && \
 	token="$$($(BIN)/autional-sessions token --sub $(DEMO_USER) --ttl 86400)" && \
@@ -35,7 +43,7 @@ run: setup $(SECRET_FILE)
 
 # Every test, on SQLite, then on PostgreSQL (skipped with a reason where none is reachable; a failure
 # under CI=true).
-test: setup
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jwt
 import peewee
@@ -38,11 +38,18 @@ def test_engine() -> str:
     return os.environ.get("AUTIONAL_TEST_DATABASE", "sqlite")
 
 
-def _postgres_unreachable(reason: str) -> None:
-    message = f"PostgreSQL is not reachable at {ADMIN_URL} ({reason}); set AUTIONAL_TEST_POSTGRES_URL"
+def service_missing(service: str, message: str) -> NoReturn:
+    """Skip a test whose service (a database, Redis, a browser) is missing, saying why; under CI=true,
+    where every service must be there, fail instead."""
     if os.environ.get("CI") == "true":
-        pytest.fail(message + " -- CI=true requires PostgreSQL", pytrace=False)
+        pytest.fail(f"{message} -- CI=true requires {service}", pytrace=False)
     pytest.skip(message)
+
+
+def _postgres_unreachable(reason: str) -> NoReturn:
+    service_missing(
+        "PostgreSQL", f"PostgreSQL is not reachable at {ADMIN_URL} ({reason}); set AUTIONAL_TEST_POSTGRES_URL"
+    )
 
 
 def postgres_admin_connection():

@@ -41,10 +41,14 @@ from autional_sessions.auth import TokenVerifier, bearer_security_handler
 from autional_sessions.client_address import ClientAddress
 from autional_sessions.config import Settings
 from autional_sessions.dispatch import OperationDispatcher
+from autional_sessions.log_format import AccessLogMiddleware
+from autional_sessions.metrics import MetricsEndpointMiddleware, MetricsMiddleware
 from autional_sessions.problems import ProblemCatalogue, ProblemError
 from autional_sessions.rate_limits import ClientRateLimitMiddleware, RateLimits, SubjectRateLimitMiddleware
 from autional_sessions.request_context import RequestContextMiddleware, current_request
-from autional_sessions.spec import load_spec
+from autional_sessions.request_outcome import RouteTemplates
+from autional_sessions.service_routes import ServiceRoutesMiddleware, service_routes
+from autional_sessions.spec import HTTP_METHODS, load_spec
 from autional_sessions.validation import ParameterValidationMiddleware
 from db.errors import DatabaseUnavailable
 from db.queries import SessionQueries
@@ -55,7 +59,6 @@ logger = logging.getLogger("autional_sessions")
 
 # Connexion and Starlette raise their own exceptions for what the spec rejects before our code runs;
 # each HTTP status they use maps to one problem type of our catalogue.
-_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
 _STATUS_TO_TYPE = {
     400: "invalid-request",
     401: "invalid-token",
@@ -113,10 +116,27 @@ def create_app(
         validate_responses=settings.validate_responses,
         security_map={"bearer": bearer_security_handler(verifier)},
     )
-    # Added in this order, each lands just inside the one before it at the same position.
+    # Added in this order, each lands just inside the one before it at the same position: the request's
+    # identity first, then what observes the request's outcome, outside the exception middleware so that
+    # it sees the status of every problem response.
+    routes = RouteTemplates(spec)
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    # /metrics before the metrics middleware: a scrape is not a request of the API.
+    app.add_middleware(MetricsEndpointMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, route_of=routes.of)
+    app.add_middleware(
+        AccessLogMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        route_of=routes.of,
+        client_of=ClientAddress(settings.trusted_proxies).of,
+    )
     if settings.cors_origins:
         _add_cors(app, spec, settings)
+    app.add_middleware(
+        ServiceRoutesMiddleware,
+        position=MiddlewarePosition.BEFORE_SWAGGER,
+        routes=service_routes(spec, problem_base_uri=settings.problem_base_uri),
+    )
     _add_error_handlers(app, catalogue, settings, _allowed_methods(spec))
     return app
 
@@ -125,7 +145,7 @@ def _add_cors(app: ConnexionMiddleware, spec: dict, settings: Settings) -> None:
     """CORS for the browser apps of the configured origins. Preflight requests are answered here,
     before routing; tokens travel in the Authorization header, never in cookies, so credentials are
     never allowed (and so never with a wildcard origin)."""
-    methods = sorted({m.upper() for path in spec["paths"].values() for m in path if m in _HTTP_METHODS})
+    methods = sorted({m.upper() for path in spec["paths"].values() for m in path if m in HTTP_METHODS})
     app.add_middleware(
         CORSMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
@@ -193,7 +213,7 @@ def _allowed_methods(spec: dict) -> Callable[[str], str | None]:
     """The `Allow` value of a request path: the methods the spec gives its path (HEAD with GET)."""
     templates = []
     for template, operations in spec["paths"].items():
-        methods = {m.upper() for m in operations if m in _HTTP_METHODS}
+        methods = {m.upper() for m in operations if m in HTTP_METHODS}
         if "GET" in methods:
             methods.add("HEAD")
         regex, _, _ = compile_path(template)

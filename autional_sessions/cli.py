@@ -1,4 +1,4 @@
-"""The `autional-sessions` command: migrate, seed, token, serve (and contract-test)."""
+"""The `autional-sessions` command: migrate, seed, token, serve (and contract-test, docs build)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sub", required=True, metavar="USER_ID")
     p.add_argument("--ttl", type=_positive, default=3600, metavar="SECONDS")
     p.add_argument("--sid", metavar="SESSION_ID", help="the session the token belongs to (its sid claim)")
-    p.add_argument("--tenant", metavar="TENANT_ID", help="the tenant the token is for (AUTIONAL_TENANT_CLAIM)")
+    p.add_argument(
+        "--tenant", metavar="TENANT_ID", help="the tenant the token is for (AUTIONAL_TENANT_CLAIM)"
+    )
     p.set_defaults(run=_token)
 
     p = sub.add_parser("serve", help="serve the API with uvicorn")
@@ -55,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes, each with its own event loop and database pool (default: one per CPU core, "
         "%(default)s here)",
     )
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="default: AUTIONAL_LOG_LEVEL, else info",
+    )
     p.set_defaults(run=_serve)
 
     p = sub.add_parser(
@@ -80,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
         help="fuzzing budget (default: max-examples in schemathesis.toml)",
     )
     p.set_defaults(run=_contract_test)
+
+    p = sub.add_parser("docs", help="the published API docs")
+    docs = p.add_subparsers(required=True, metavar="DOCS_COMMAND")
+    p = docs.add_parser(
+        "build",
+        help="write the API docs as a static site",
+        description="Write the API reference (Swagger UI) and a page per problem type, all from openapi.yaml, "
+        "as a static site that needs no network to build or to read: publish DIR, or open DIR/index.html.",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="where to write the site (made if missing)")
+    p.set_defaults(run=_docs_build)
     return parser
 
 
@@ -146,25 +163,39 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from autional_sessions.auth import TokenVerifier
+    from autional_sessions.metrics_dir import prepare_multiprocess_dir
 
     settings = Settings.from_env()
     # Refuse to start rather than reject every request later: a missing or weak secret, a public-key
     # algorithm with no key source, a PEM key no configured algorithm can use.
     TokenVerifier(settings)
+    # Before anything imports prometheus_client: every worker process counts into files of this
+    # directory, and /metrics adds them up, whichever worker answers the scrape.
+    prepare_multiprocess_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+    from autional_sessions.log_format import configure_logging, uvicorn_log_config
+
+    level = args.log_level or settings.log_level
+    configure_logging(level, settings.log_format)
     uvicorn.run(
         "autional_sessions.app:create_app_from_env",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level=args.log_level,
-        # Access logs carry method, path and status; never headers, so never a token.
-        access_log=True,
+        log_level=level,
+        # The same JSON (or text) lines in every worker process.
+        log_config=uvicorn_log_config(level, settings.log_format),
+        # One line per request comes from the app's own access log, which names the route template and
+        # never the raw path (user ids, session ids) or the query.
+        access_log=False,
         # No banner naming the server software and its version to whoever asks.
         server_header=False,
         # The client address comes from the app's own trusted-proxy rules (AUTIONAL_TRUSTED_PROXIES),
         # not from uvicorn's, which trust X-Forwarded-For from 127.0.0.1 by default.
         proxy_headers=False,
+        # In-flight requests get this long to finish after SIGTERM, then the workers stop.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     return 0
 
@@ -208,6 +239,19 @@ def _contract_test(args: argparse.Namespace) -> int:
     if args.junit_xml:
         argv += ["--junit-xml", args.junit_xml]
     return int(pytest.main(argv))
+
+
+def _docs_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from autional_sessions.docs_site import build_site
+
+    out = Path(args.out)
+    written = build_site(out)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"{len(written)} files in {out}; open {out / 'index.html'}")
+    return 0
 
 
 if __name__ == "__main__":

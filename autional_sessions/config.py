@@ -61,6 +61,11 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
+    # JSON lines for production; "text" for a person reading a terminal.
+    log_format: str = "json"
+    log_level: str = "info"
+    # Seconds in-flight requests get to finish after SIGTERM.
+    shutdown_grace_seconds: int = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +121,13 @@ class Settings:
             redis_url=_redis_url(env),
             trusted_proxies=_trusted_proxies(env),
             cors_origins=_cors_origins(env),
+            log_format=_choice(env, "AUTIONAL_LOG_FORMAT", cls.log_format, ("json", "text")),
+            log_level=_choice(
+                env, "AUTIONAL_LOG_LEVEL", cls.log_level, ("critical", "error", "warning", "info", "debug")
+            ),
+            shutdown_grace_seconds=_int(
+                env, "AUTIONAL_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds, minimum=0, maximum=3600
+            ),
         )
 
     def check_signing_key(self) -> None:
@@ -153,6 +165,13 @@ class Settings:
             )
         if self.jwt_jwks_url and not self.jwt_jwks_url.startswith(("https://", "http://")):
             raise ConfigError("AUTIONAL_JWT_JWKS_URL must be an https:// URL")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:

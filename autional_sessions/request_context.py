@@ -20,7 +20,7 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
 
-_STAMPED = frozenset({b"x-request-id", b"cache-control", b"x-content-type-options"})
+_STAMPED = frozenset({b"x-request-id", b"x-content-type-options"})
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,11 @@ class RequestContext:
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("autional_request", default=None)
+
+
+def active_request() -> RequestContext | None:
+    """The running request's context, or None outside any request."""
+    return _current.get()
 
 
 def current_request() -> RequestContext:
@@ -69,7 +74,6 @@ class RequestContextMiddleware:
 
         stamps = [
             (b"x-request-id", request_id.encode("latin-1")),
-            (b"cache-control", b"no-store"),
             # No browser may guess another type than the one declared (a JSON body read as HTML).
             (b"x-content-type-options", b"nosniff"),
         ]
@@ -77,8 +81,18 @@ class RequestContextMiddleware:
         async def send_marked(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # One pass over the raw headers, replacing any of ours an inner layer set already.
-                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in _STAMPED]
-                message["headers"] = kept + stamps
+                kept = []
+                cacheable = False
+                for name, value in message.get("headers", ()):
+                    lowered = name.lower()
+                    if lowered == b"cache-control":
+                        # Only the static docs pages say they may be cached; everything else is no-store.
+                        cacheable = value.startswith(b"public")
+                        if not cacheable:
+                            continue
+                    if lowered not in _STAMPED:
+                        kept.append((name, value))
+                message["headers"] = kept + stamps + ([] if cacheable else [(b"cache-control", b"no-store")])
             await send(message)
 
         try:

@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+# The keys of an OpenAPI path item that are operations (the others are parameters, summary, ...).
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 def project_file(name: str) -> Path:

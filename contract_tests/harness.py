@@ -20,13 +20,12 @@ from jsonschema import Draft4Validator
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from autional_sessions.spec import load_spec, project_file
+from autional_sessions.spec import HTTP_METHODS, load_spec, project_file
 
 SETTINGS_FILE = "schemathesis.toml"
 # Settings of the Schemathesis CLI that pin one identity for every request; the suite gives each case its
 # own user id and token instead.
 _IDENTITY_SETTINGS = ("parameters", "headers")
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
 def load_settings(max_examples: int | None = None) -> SchemathesisConfig:

@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 
 import coredis
 import httpx
@@ -23,17 +24,17 @@ import pytest
 from autional_sessions import rate_limits
 from autional_sessions.client_address import ClientAddress
 from autional_sessions.rate_limits import ClientRateLimitMiddleware, Decision, RateLimits
+from conftest import service_missing
 from db.url import redact
 
 REDIS_URL = os.environ.get("AUTIONAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LOGGER = "autional_sessions.rate_limits"
 
 
-def _redis_unreachable(reason: str) -> None:
-    message = f"Redis is not reachable at {redact(REDIS_URL)} ({reason}); set AUTIONAL_TEST_REDIS_URL"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " -- CI=true requires Redis", pytrace=False)
-    pytest.skip(message)
+def _redis_unreachable(reason: str) -> NoReturn:
+    service_missing(
+        "Redis", f"Redis is not reachable at {redact(REDIS_URL)} ({reason}); set AUTIONAL_TEST_REDIS_URL"
+    )
 
 
 async def _ping() -> None:

@@ -72,3 +72,35 @@ def test_a_served_response_names_no_server_software(database, database_url, tmp_
     assert response.status_code == 200
     assert "server" not in response.headers
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.slow
+def test_two_workers_log_json_lines_and_share_their_metrics(database, database_url, tmp_path, auth_headers):
+    import json
+
+    add_user(USER)
+    add_session("sess_serve_secret_1", USER)
+    add_session("sess_serve_secret_2", USER)
+    headers = auth_headers(USER, sid="sess_serve_secret_1")
+    token = headers["Authorization"].split()[1]
+
+    with running_server(database_url, tmp_path / "server.log", workers=2) as server:
+        wait_for_workers(server, 2)
+        url = f"{server.url}/sessions/user/{USER}/sessions"
+        with httpx.Client(timeout=10) as client:
+            statuses = [client.get(url, headers=headers).status_code for _ in range(20)]
+            revoke = client.delete(f"{url}/sess_serve_secret_2", headers=headers)
+            scrapes = [client.get(f"{server.url}/metrics").text for _ in range(4)]
+        log = server.log()
+
+    assert statuses == [200] * 20 and revoke.status_code == 204
+    # Whichever worker answers the scrape, it counts the requests of both.
+    line = '{method="GET",route="/sessions/user/{user_id}/sessions",status="200"} 20.0'
+    assert all("autional_sessions_http_requests_total" + line in text for text in scrapes), scrapes[0]
+    records = [json.loads(raw) for raw in log.splitlines() if raw.startswith("{")]
+    access = [r for r in records if r["logger"] == "autional_sessions.access"]
+    assert len(access) >= 21
+    assert {r["route"] for r in access} >= {"/sessions/user/{user_id}/sessions"}
+    assert any(r.get("event") == "session.revoked" for r in records)
+    for secret in (token, "sess_serve_secret_1", "sess_serve_secret_2"):
+        assert secret not in log

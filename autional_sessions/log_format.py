@@ -1,0 +1,204 @@
+"""Log lines: JSON for production (one object a line, for a log pipeline to index), or a readable line
+for local development; and one access line per request.
+
+The uvicorn server's own access log is not used: it shows the raw path (user ids) and the query string.
+`AccessLogMiddleware` writes the access line instead, naming the request by its route template, with the
+request id that its response carries and that its error responses quote, so the three can be joined.
+
+Tokens must never reach a log, whatever some code puts in a message: every handler set up here drops
+anything that looks like a JWT (`RedactJwt`).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Scope
+
+from autional_sessions.request_context import active_request
+from autional_sessions.request_outcome import ObservedMiddleware
+
+FORMATS = ("json", "text")
+ACCESS_LOGGER = "autional_sessions.access"
+
+# A JWS in compact form: a base64url JSON header (so "eyJ", the encoding of '{"'), payload, signature.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+JWT_REDACTED = "[jwt redacted]"
+
+# What every LogRecord has; the rest of its attributes are the caller's `extra` fields. Uvicorn adds
+# `color_message`, the message again with terminal colour codes.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Log to stdout in `fmt` ("json" or "text") from `level` up, for this process: the service's own
+    loggers and uvicorn's. Worker processes get the same from `uvicorn_log_config`."""
+    logging.config.dictConfig(uvicorn_log_config(level, fmt))
+
+
+def uvicorn_log_config(level: str, fmt: str) -> dict[str, Any]:
+    """The logging configuration, as `uvicorn.run(log_config=...)` takes it: uvicorn applies it in every
+    worker process it starts."""
+    if fmt not in FORMATS:
+        raise ValueError(f"log format {fmt!r} is not one of {', '.join(FORMATS)}")
+    level = level.upper()
+    return {
+        "version": 1,
+        # Loggers made at import (the service's, the libraries') keep working.
+        "disable_existing_loggers": False,
+        "filters": {"redact_jwt": {"()": RedactJwt}},
+        # "default": the name under which uvicorn looks for the formatter it may have to adjust.
+        "formatters": {"default": {"()": JsonFormatter if fmt == "json" else TextFormatter}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "default",
+                "filters": ["redact_jwt"],
+            }
+        },
+        "root": {"level": level, "handlers": ["default"]},
+        "loggers": {
+            # Uvicorn's loggers lose the handlers uvicorn gives them, and go through the root's.
+            "uvicorn": {"level": level, "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
+            # Its access lines (raw path, query string) go nowhere, even when uvicorn is not told
+            # access_log=False.
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }
+
+
+class RedactJwt(logging.Filter):
+    """Replaces anything that looks like a JWT, in the message, the string extra fields and the
+    traceback, with "[jwt redacted]"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # Arguments that do not fit the message: it is logged without them. An error in a filter, unlike
+            # one in a formatter, would reach the code that logs (and fail its request).
+            message = str(record.msg)
+            record.msg, record.args = message, None
+        if _JWT.search(message):
+            record.msg, record.args = redact_jwts(message), None
+        for name, value in _extra_fields(record).items():
+            if isinstance(value, str) and _JWT.search(value):
+                setattr(record, name, redact_jwts(value))
+        if record.exc_info and not record.exc_text:
+            # Rendered here, so that the formatters (which reuse exc_text) print the redacted one.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_jwts(record.exc_text)
+        return True
+
+
+def redact_jwts(text: str) -> str:
+    return _JWT.sub(JWT_REDACTED, text)
+
+
+class _Formatter(logging.Formatter):
+    def _exception(self, record: logging.LogRecord) -> str | None:
+        """The traceback of the record's exception, rendered once (the redaction filter may have)."""
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        return record.exc_text or None
+
+
+class JsonFormatter(_Formatter):
+    """One JSON object a line: time (RFC 3339, UTC, milliseconds), level, logger, message; then the
+    running request's request_id and trace_id, the record's extra fields, and the traceback if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": _rfc3339(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in _fields(record).items():
+            entry.setdefault(name, value)  # an extra field never hides one of the four above
+        exception = self._exception(record)
+        if exception:
+            entry["exception"] = exception
+        # default=str: a log line with a value JSON has no type for (a UUID, a date) is still written.
+        return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+class TextFormatter(_Formatter):
+    """`time LEVEL logger: message  key=value ...` (fields without a value left out), and the traceback on
+    the lines below."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_rfc3339(record.created)} {record.levelname:<8} {record.name}: {record.getMessage()}"
+        fields = " ".join(f"{name}={value}" for name, value in _fields(record).items() if value is not None)
+        if fields:
+            line = f"{line}  {fields}"
+        exception = self._exception(record)
+        return f"{line}\n{exception}" if exception else line
+
+
+class AccessLogMiddleware(ObservedMiddleware):
+    """One INFO line per http request on the `autional_sessions.access` logger, with its request id, route
+    template, method, status, duration, trace id and client address; never its path, query string or
+    headers, which carry user ids, session ids and tokens. It goes inside `RequestContextMiddleware`
+    (whose request id it logs) and outside Connexion's exception middleware (whose status it logs)."""
+
+    def __init__(
+        self, app: ASGIApp, *, route_of: Callable[[Scope], str], client_of: Callable[[Scope], str]
+    ) -> None:
+        super().__init__(app)
+        self.route_of = route_of
+        self.client_of = client_of
+        self.logger = logging.getLogger(ACCESS_LOGGER)
+
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        context = active_request()
+        route, method = self.route_of(scope), scope["method"]
+        self.logger.info(
+            "%s %s %s",
+            method,
+            route,
+            status,
+            extra={
+                "request_id": context.request_id if context else None,
+                "route": route,
+                "method": method,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "trace_id": context.trace_id if context else None,
+                "client_ip": self.client_of(scope),
+            },
+        )
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The running request's ids (if any), then the record's extra fields (which may set them too)."""
+    fields: dict[str, Any] = {}
+    context = active_request()
+    if context is not None:
+        fields["request_id"] = context.request_id
+        if context.trace_id is not None:
+            fields["trace_id"] = context.trace_id
+    fields.update(_extra_fields(record))
+    return fields
+
+
+def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {name: value for name, value in vars(record).items() if name not in _RECORD_ATTRIBUTES}
+
+
+def _rfc3339(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,269 @@
+"""Log lines: JSON with the request's ids, one access line per request that names no path, no token in
+any line, a readable text form, and a configuration uvicorn takes."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import pickle
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from autional_sessions.client_address import ClientAddress
+from autional_sessions.log_format import (
+    ACCESS_LOGGER,
+    JWT_REDACTED,
+    AccessLogMiddleware,
+    JsonFormatter,
+    RedactJwt,
+    TextFormatter,
+    configure_logging,
+    uvicorn_log_config,
+)
+from autional_sessions.request_context import RequestContextMiddleware
+from autional_sessions.request_outcome import UNMATCHED, RouteTemplates
+from tests.observed_app import SECRET_USER, SESSIONS_TEMPLATE, SPEC, call, observed_app
+
+RFC3339_UTC_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+# A signed token as an identity provider issues them (header, payload, signature).
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+    ".eyJzdWIiOiJ1c3Jfc2VjcmV0MTIzIiwiZXhwIjo0MTAyNDQ0ODAwfQ"
+    ".c2lnbmF0dXJlLW9mLXRoZS10b2tlbi1ub3QtYS1yZWFsLW9uZQ"
+)
+LOGGER = "autional_sessions.test_log_format"
+
+
+@pytest.fixture
+def output() -> Iterator[io.StringIO]:
+    """What the service's loggers write, through a handler set up as configure_logging sets up its own."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactJwt())
+    logger = logging.getLogger("autional_sessions")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield stream
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """configure_logging changes the process's loggers: they are put back as they were."""
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"]
+    saved = {name: logging.getLogger(name) for name in names}
+    state = {
+        name: (lg.level, lg.handlers[:], lg.filters[:], lg.propagate, lg.disabled)
+        for name, lg in saved.items()
+    }
+    yield
+    for name, logger in saved.items():
+        logger.level, handlers, filters, logger.propagate, logger.disabled = state[name]
+        logger.handlers[:] = handlers
+        logger.filters[:] = filters
+
+
+def test_a_json_line_carries_time_level_logger_message_and_extra_fields(output):
+    logging.getLogger(LOGGER).warning("pool exhausted after %d ms", 250, extra={"pool_size": 5})
+
+    (line,) = lines(output)
+    assert RFC3339_UTC_MS.fullmatch(line["time"])
+    assert line["level"] == "WARNING"
+    assert line["logger"] == LOGGER
+    assert line["message"] == "pool exhausted after 250 ms"
+    assert line["pool_size"] == 5
+    # Outside any request there is no request id to give, rather than a made-up one.
+    assert "request_id" not in line
+
+
+def test_an_extra_field_cannot_pass_for_one_of_the_line_s_own(output):
+    logging.getLogger(LOGGER).info("hello", extra={"level": "forged", "logger": "forged"})
+
+    (line,) = lines(output)
+    assert (line["level"], line["logger"]) == ("INFO", LOGGER)
+
+
+def test_a_line_logged_during_a_request_carries_its_request_id_and_trace_id(output):
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        logging.getLogger(LOGGER).info("inside")
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    call(
+        RequestContextMiddleware(app),
+        "GET",
+        "/",
+        headers={"X-Request-ID": "req-1", "traceparent": TRACEPARENT},
+    )
+
+    (line,) = lines(output)
+    assert line["request_id"] == "req-1"
+    assert line["trace_id"] == TRACEPARENT
+
+
+def test_an_exception_is_rendered_as_its_traceback_in_one_field(output):
+    try:
+        raise ValueError("the cause")
+    except ValueError:
+        logging.getLogger(LOGGER).exception("it failed")
+
+    (line,) = lines(output)
+    assert line["message"] == "it failed"
+    assert line["exception"].startswith("Traceback (most recent call last):")
+    assert line["exception"].endswith("ValueError: the cause")
+
+
+def test_a_jwt_is_redacted_from_the_message_its_arguments_extra_fields_and_traceback(output):
+    logger = logging.getLogger(LOGGER)
+    logger.info(f"token {JWT} refused")
+    logger.info("token %s refused", f"Bearer {JWT}", extra={"authorization": f"Bearer {JWT}"})
+    try:
+        raise ValueError(f"cannot decode {JWT}")
+    except ValueError:
+        logger.exception("decoding failed")
+
+    assert JWT[:20] not in output.getvalue()
+    first, second, third = lines(output)
+    assert first["message"] == f"token {JWT_REDACTED} refused"
+    assert second["message"] == f"token Bearer {JWT_REDACTED} refused"
+    assert second["authorization"] == f"Bearer {JWT_REDACTED}"
+    assert third["exception"].endswith(f"ValueError: cannot decode {JWT_REDACTED}")
+
+
+def test_a_call_whose_arguments_do_not_fit_its_message_logs_the_message_and_does_not_raise(output):
+    logging.getLogger(LOGGER).info("token %s for %s", JWT)
+
+    assert lines(output)[0]["message"] == "token %s for %s"
+
+
+def test_text_that_only_resembles_a_jwt_in_part_is_kept(output):
+    logging.getLogger(LOGGER).info("eyJ alone, and a.b.c, stay")
+
+    assert lines(output)[0]["message"] == "eyJ alone, and a.b.c, stay"
+
+
+def access_app() -> Callable:
+    return observed_app(
+        (AccessLogMiddleware, {"route_of": RouteTemplates(SPEC).of, "client_of": ClientAddress().of})
+    )
+
+
+def access_lines(stream: io.StringIO) -> list[dict]:
+    return [line for line in lines(stream) if line["logger"] == ACCESS_LOGGER]
+
+
+def test_one_access_line_per_request_names_its_route_template_and_no_path_query_or_header(output):
+    response = call(
+        access_app(),
+        "GET",
+        f"/sessions/user/{SECRET_USER}/sessions?page=2",
+        headers={
+            "Authorization": f"Bearer {JWT}",
+            "X-Request-ID": "req-access-1",
+            "traceparent": TRACEPARENT,
+        },
+    )
+
+    assert response.status_code == 200
+    (line,) = access_lines(output)
+    assert line["level"] == "INFO"
+    assert line["message"] == f"GET {SESSIONS_TEMPLATE} 200"
+    assert line["request_id"] == response.headers["X-Request-ID"] == "req-access-1"
+    assert line["route"] == SESSIONS_TEMPLATE
+    assert (line["method"], line["status"]) == ("GET", 200)
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+    assert line["trace_id"] == TRACEPARENT
+    assert line["client_ip"] == "127.0.0.1"
+    written = output.getvalue()
+    for secret in (SECRET_USER, "page=2", "Bearer", JWT[:20]):
+        assert secret not in written
+
+
+def test_requests_that_match_no_operation_or_fail_get_one_access_line_each(output):
+    app = access_app()
+
+    call(app, "GET", f"/users/{SECRET_USER}")
+    call(app, "GET", "/broken")
+
+    found = [(line["route"], line["status"]) for line in access_lines(output)]
+    assert found == [(UNMATCHED, 404), ("/broken", 500)]
+    assert all(line["trace_id"] is None for line in access_lines(output))
+    assert SECRET_USER not in output.getvalue()
+
+
+def test_the_text_format_is_one_readable_line():
+    record = logging.LogRecord(LOGGER, logging.INFO, __file__, 1, "listening on %s", ("port 8000",), None)
+    record.workers = 4
+    record.trace_id = None  # nothing to read: left out
+
+    line = TextFormatter().format(record)
+
+    time, rest = line.split(" ", 1)
+    assert RFC3339_UTC_MS.fullmatch(time)
+    assert rest == f"INFO     {LOGGER}: listening on port 8000  workers=4"
+
+
+def test_the_text_format_puts_a_traceback_on_the_lines_below():
+    try:
+        raise ValueError("the cause")
+    except ValueError as exc:
+        record = logging.LogRecord(
+            LOGGER, logging.ERROR, __file__, 1, "failed", None, (ValueError, exc, None)
+        )
+
+    first, *rest = TextFormatter().format(record).splitlines()
+
+    assert first.endswith(f"ERROR    {LOGGER}: failed")
+    assert rest[-1] == "ValueError: the cause"
+
+
+@pytest.mark.usefixtures("restored_logging")
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_uvicorn_takes_the_configuration_and_its_workers_can_receive_it(fmt):
+    config = uvicorn_log_config("info", fmt)
+
+    # uvicorn.Config applies log_config at once (in a worker process: when it starts, from a pickled copy).
+    uvicorn.Config("autional_sessions.app:create_app_from_env", log_config=pickle.loads(pickle.dumps(config)))
+
+    handler = logging.getLogger().handlers[-1]
+    assert isinstance(handler.formatter, JsonFormatter if fmt == "json" else TextFormatter)
+    assert any(isinstance(f, RedactJwt) for f in handler.filters)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_configure_logging_writes_json_for_the_service_and_uvicorn_and_drops_uvicorn_s_access_lines(capsys):
+    configure_logging("info", "json")
+
+    logging.getLogger(LOGGER).debug("below the level")
+    logging.getLogger(LOGGER).info("token %s", JWT)
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 42, extra={"color_message": "x"})
+    logging.getLogger("uvicorn.access").info(
+        '%s - "GET %s HTTP/1.1" 200', "1.2.3.4:5", f"/u/{SECRET_USER}?a=1"
+    )
+
+    written = capsys.readouterr().out
+    found = [json.loads(line) for line in written.splitlines()]
+    assert [(line["logger"], line["message"]) for line in found] == [
+        (LOGGER, f"token {JWT_REDACTED}"),
+        ("uvicorn.error", "Started server process [42]"),
+    ]
+    assert "color_message" not in found[1]
+    assert SECRET_USER not in written
+
+
+def test_an_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="json, text"):
+        uvicorn_log_config("info", "xml")
