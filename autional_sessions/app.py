@@ -20,8 +20,10 @@ import datetime as dt
 import functools
 import gc
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
@@ -42,7 +44,7 @@ from autional_sessions.client_address import ClientAddress
 from autional_sessions.config import Settings
 from autional_sessions.dispatch import OperationDispatcher
 from autional_sessions.log_format import AccessLogMiddleware
-from autional_sessions.metrics import MetricsEndpointMiddleware, MetricsMiddleware
+from autional_sessions.metrics import MetricsEndpointMiddleware, MetricsMiddleware, record_database_error
 from autional_sessions.problems import ProblemCatalogue, ProblemError
 from autional_sessions.rate_limits import ClientRateLimitMiddleware, RateLimits, SubjectRateLimitMiddleware
 from autional_sessions.request_context import RequestContextMiddleware, current_request
@@ -257,6 +259,7 @@ def _add_error_handlers(
         return catalogue.render(ProblemError(type_name, detail, headers=headers))
 
     async def unavailable(_request: ConnexionRequest, exc: DatabaseUnavailable) -> ConnexionResponse:
+        record_database_error("unavailable")
         logger.warning("database unavailable (request_id=%s): %s", current_request().request_id, exc)
         return catalogue.render(
             ProblemError(
@@ -268,6 +271,8 @@ def _add_error_handlers(
 
     async def internal_error(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         ctx = current_request()
+        if isinstance(exc, sqlite3.Error | asyncpg.PostgresError):
+            record_database_error("error")
         logger.error("unexpected error (request_id=%s)", ctx.request_id, exc_info=exc)
         return catalogue.render(
             ProblemError("internal-error", f"An unexpected error occurred; quote request_id {ctx.request_id}")

@@ -40,6 +40,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autional_sessions.client_address import ClientAddress
+from autional_sessions.metrics import record_rate_limit_refusal
 from autional_sessions.problems import ProblemError
 from db.url import redact
 
@@ -224,6 +225,7 @@ class ClientRateLimitMiddleware:
             return
         decision = await self.limits.check("ip", self.client_address.of(scope))
         await _apply(
+            "ip",
             decision,
             "Too many requests from this client address; retry later",
             self.app,
@@ -248,17 +250,26 @@ class SubjectRateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         decision = await self.limits.check("sub", subject)
-        await _apply(decision, "Too many requests for this user; retry later", self.app, scope, receive, send)
+        await _apply(
+            "sub", decision, "Too many requests for this user; retry later", self.app, scope, receive, send
+        )
 
 
 async def _apply(
-    decision: Decision | None, refusal: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+    kind: str,
+    decision: Decision | None,
+    refusal: str,
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
 ) -> None:
     """Refuse the request, or call `app` and mark its response with the caller's budget."""
     if decision is None:  # the storage is unavailable: the request goes on, without headers
         await app(scope, receive, send)
         return
     if not decision.allowed:
+        record_rate_limit_refusal(kind)
         raise ProblemError(
             "rate-limited", refusal, retry_after=decision.retry_after, headers=decision.headers()
         )

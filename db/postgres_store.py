@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import asyncpg
 
 from autional_sessions.config import Settings
+from autional_sessions.metrics import observe_pool_wait
 from db.errors import DatabaseUnavailable
 from db.statements import Statement
 from db.url import DatabaseUrl
@@ -106,7 +108,11 @@ class PostgresStore:
 
     async def _fetch_once(self, pool: asyncpg.Pool, statement: Statement, params: tuple) -> list[tuple]:
         # Bounds the wait for a slot and the connect that may follow it.
-        conn = await pool.acquire(timeout=self._pool_timeout)
+        started = time.monotonic()
+        try:
+            conn = await pool.acquire(timeout=self._pool_timeout)
+        finally:
+            observe_pool_wait(time.monotonic() - started)
         try:
             rows = await conn.fetch(statement.sql, *params, timeout=self._client_deadline)
         except asyncpg.PostgresError:
