@@ -44,7 +44,13 @@ from autional_sessions.client_address import ClientAddress
 from autional_sessions.config import Settings
 from autional_sessions.dispatch import OperationDispatcher
 from autional_sessions.log_format import AccessLogMiddleware
-from autional_sessions.metrics import MetricsEndpointMiddleware, MetricsMiddleware, record_database_error
+from autional_sessions.metrics import (
+    MetricsEndpointMiddleware,
+    MetricsMiddleware,
+    record_database_error,
+    record_rate_limit_refusal,
+)
+from autional_sessions.operations import resolver
 from autional_sessions.problems import ProblemCatalogue, ProblemError
 from autional_sessions.rate_limits import ClientRateLimitMiddleware, RateLimits, SubjectRateLimitMiddleware
 from autional_sessions.request_context import RequestContextMiddleware, current_request
@@ -61,6 +67,8 @@ logger = logging.getLogger("autional_sessions")
 
 # Connexion and Starlette raise their own exceptions for what the spec rejects before our code runs;
 # each HTTP status they use maps to one problem type of our catalogue.
+# The Operations probes: never rate limited.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 _STATUS_TO_TYPE = {
     400: "invalid-request",
     401: "invalid-token",
@@ -114,6 +122,7 @@ def create_app(
     )
     app.add_api(
         spec,
+        resolver=resolver(),
         strict_validation=True,
         validate_responses=settings.validate_responses,
         security_map={"bearer": bearer_security_handler(verifier)},
@@ -183,9 +192,19 @@ def middleware_stack(
     if rate_limits is not None:
         address = client_address or ClientAddress()
         by_address = [
-            functools.partial(ClientRateLimitMiddleware, limits=rate_limits, client_address=address)
+            functools.partial(
+                ClientRateLimitMiddleware,
+                limits=rate_limits,
+                client_address=address,
+                exempt_paths=PROBE_PATHS,
+                on_refusal=record_rate_limit_refusal,
+            )
         ]
-        by_subject = [functools.partial(SubjectRateLimitMiddleware, limits=rate_limits)]
+        by_subject = [
+            functools.partial(
+                SubjectRateLimitMiddleware, limits=rate_limits, on_refusal=record_rate_limit_refusal
+            )
+        ]
     return [
         ServerErrorMiddleware,
         ExceptionMiddleware,

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -40,7 +41,6 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autional_sessions.client_address import ClientAddress
-from autional_sessions.metrics import record_rate_limit_refusal
 from autional_sessions.problems import ProblemError
 from db.url import redact
 
@@ -214,19 +214,31 @@ class ClientRateLimitMiddleware:
     """Limits the requests of each client address; goes inside the exception middleware, which turns
     its refusal into a 429 problem response."""
 
-    def __init__(self, app: ASGIApp, *, limits: RateLimits, client_address: ClientAddress) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: RateLimits,
+        client_address: ClientAddress,
+        exempt_paths: frozenset[str] = frozenset(),
+        on_refusal: Callable[[str], None] = lambda _kind: None,
+    ) -> None:
         self.app = app
         self.limits = limits
         self.client_address = client_address
+        self.on_refusal = on_refusal
+        # Health probes come from the orchestrator every few seconds: a probe refused for its rate would
+        # take a healthy instance out of service.
+        self.exempt_paths = exempt_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
         decision = await self.limits.check("ip", self.client_address.of(scope))
         await _apply(
-            "ip",
             decision,
+            lambda: self.on_refusal("ip"),
             "Too many requests from this client address; retry later",
             self.app,
             scope,
@@ -239,9 +251,12 @@ class SubjectRateLimitMiddleware:
     """Limits the requests of each token subject; goes after Connexion's security middleware, which
     puts the verified subject in the request's context. Requests without one pass untouched."""
 
-    def __init__(self, app: ASGIApp, *, limits: RateLimits) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limits: RateLimits, on_refusal: Callable[[str], None] = lambda _kind: None
+    ) -> None:
         self.app = app
         self.limits = limits
+        self.on_refusal = on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = (scope.get("extensions") or {}).get("connexion_context") or {}
@@ -251,13 +266,19 @@ class SubjectRateLimitMiddleware:
             return
         decision = await self.limits.check("sub", subject)
         await _apply(
-            "sub", decision, "Too many requests for this user; retry later", self.app, scope, receive, send
+            decision,
+            lambda: self.on_refusal("sub"),
+            "Too many requests for this user; retry later",
+            self.app,
+            scope,
+            receive,
+            send,
         )
 
 
 async def _apply(
-    kind: str,
     decision: Decision | None,
+    refused: Callable[[], None],
     refusal: str,
     app: ASGIApp,
     scope: Scope,
@@ -269,7 +290,7 @@ async def _apply(
         await app(scope, receive, send)
         return
     if not decision.allowed:
-        record_rate_limit_refusal(kind)
+        refused()
         raise ProblemError(
             "rate-limited", refusal, retry_after=decision.retry_after, headers=decision.headers()
         )

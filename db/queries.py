@@ -135,6 +135,7 @@ class SessionQueries:
         self._one_tenant = list_statements(store.dialect, in_tenant=True)
         database = DIALECTS[store.dialect](None)
         self._user_tenant = compile_query(user_tenant_query(slot("user_id")), database)
+        self._ping = Statement("SELECT 1", ())
         self._session_active = compile_query(
             session_active_query(slot("user_id"), slot("session_id"), slot("now")), database
         )
@@ -142,6 +143,10 @@ class SessionQueries:
         # Timestamps are naive UTC on every engine: a datetime for asyncpg's TIMESTAMP parameters, and
         # for SQLite the text its columns hold ("YYYY-MM-DD HH:MM:SS"), which compares as it sorts.
         self._bind_time = (lambda t: t) if self._windowed else (lambda t: t.isoformat(" "))
+
+    async def ping(self) -> None:
+        """One round trip to the database (raises `DatabaseUnavailable` when it cannot serve)."""
+        await self._store.fetch(self._ping, ())
 
     async def user_exists(self, user_id: str) -> bool:
         return bool(await self._store.fetch(self._user_tenant, self._user_tenant.bind({"user_id": user_id})))

@@ -114,8 +114,8 @@ def test_contract_test_passes_against_our_own_server(token, database_url, tmp_pa
         result = contract_test(server.url, token, junit, cwd=tmp_path, token_in_env=True)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    # One test per operation (three) and the stateful one.
-    assert junit_counts(junit) == {"tests": 4, "failures": 0, "errors": 0}
+    # One test per operation (five) and the stateful one.
+    assert junit_counts(junit) == {"tests": 6, "failures": 0, "errors": 0}
     # The status table: a row per (operation, status) with the number of responses validated.
     seen = {
         int(status) for status in re.findall(r"^GET \S+ +(\d{3}) +[1-9]\d*$", result.stdout, re.MULTILINE)
@@ -138,4 +138,4 @@ def test_contract_test_fails_with_a_curl_line_against_a_server_that_breaks_the_c
     # No 200 passed validation, so the status gate fails too.
     assert "documented but never produced and validated: GET /sessions/user/{user_id}/sessions 200" in output
     # The list's test and the stateful one fail (both see a list's 200); the revocations keep the contract.
-    assert junit_counts(junit) == {"tests": 4, "failures": 2, "errors": 0}
+    assert junit_counts(junit) == {"tests": 6, "failures": 2, "errors": 0}
