@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Contract-first server for the Autional session-management API. "
         "Configuration comes from AUTIONAL_* environment variables (see README).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
@@ -98,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="where to write the site (made if missing)")
     p.set_defaults(run=_docs_build)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version, which the build reads from the spec's info.version."""
+    from importlib.metadata import version
+
+    return version("autional-sessions")
 
 
 def _positive(raw: str) -> int:

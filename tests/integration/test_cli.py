@@ -127,3 +127,13 @@ def test_seed_writes_a_user_with_more_sessions_than_one_statement_can_bind(env, 
 
     with database.connection_context():
         assert Session.select().where(Session.user == "usr_0000000").count() == 20000
+
+
+def test_the_version_is_the_contracts(capsys):
+    from autional_sessions.spec import load_spec
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"autional-sessions {load_spec()['info']['version']}"
