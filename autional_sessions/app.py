@@ -69,7 +69,7 @@ logger = logging.getLogger("autional_sessions")
 # each HTTP status they use maps to one problem type of our catalogue.
 # The Operations probes: never rate limited.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
-_STATUS_TO_TYPE = {
+FRAMEWORK_PROBLEM_TYPES = {
     400: "invalid-request",
     401: "invalid-token",
     404: "route-not-found",
@@ -261,7 +261,7 @@ def _add_error_handlers(
         if status >= 500:
             return await internal_error(request, exc)
         # Any other client error the framework raises breaks the contract of the request.
-        type_name = _STATUS_TO_TYPE.get(status, "invalid-request")
+        type_name = FRAMEWORK_PROBLEM_TYPES.get(status, "invalid-request")
         detail = getattr(exc, "detail", None) or catalogue[type_name].title
         if status == 401 and "No authorization token" in detail:
             type_name = "missing-credentials"

@@ -44,7 +44,9 @@ class Settings:
     # Seconds of clock skew tolerated on exp/nbf/iat (RFC 7519 §4.1.4 allows "a small leeway").
     jwt_leeway: int = 0
     service_name: str = SERVICE_NAME
-    problem_base_uri: str = "https://autional.com/problems/"
+    # Relative by default (RFC 9457 allows a URI reference): a problem's type resolves against the
+    # server that sent it, which serves its page. Published docs elsewhere: set their address.
+    problem_base_uri: str = "/problems/"
     # Pool and timeouts (PostgreSQL); SQLite uses busy_timeout only.
     db_pool_size: int = 10
     db_pool_timeout: int = 5

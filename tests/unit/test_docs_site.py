@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from autional_sessions.cli import main
+from autional_sessions.config import Settings
 from autional_sessions.docs_site import build_site, problem_page, problem_routes
 from autional_sessions.spec import load_spec
 from tests.html_page import elements, texts
@@ -68,7 +69,7 @@ def test_every_problem_type_has_a_page_naming_its_title_status_code_and_key(site
     assert str(entry["code"]) in text
     assert entry["i18n_key"] in text
     assert " ".join(entry["description"].replace("`", "").split()) in text
-    assert f"https://autional.com/problems/{name}" in text
+    assert f"{Settings.problem_base_uri}{name}" in text
     # Advice on what to do follows its heading, whatever the status.
     found = elements(page)
     heading = next(i for i, e in enumerate(found) if e.tag == "h2" and e.text == "What to do")
