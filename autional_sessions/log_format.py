@@ -164,6 +164,8 @@ class AccessLogMiddleware(ObservedMiddleware):
         self.logger = logging.getLogger(ACCESS_LOGGER)
 
     def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
         context = active_request()
         route, method = self.route_of(scope), scope["method"]
         self.logger.info(

@@ -37,7 +37,14 @@ def service_routes(spec: Mapping[str, Any], *, problem_base_uri: str) -> list[Ro
 
 class ServiceRoutesMiddleware:
     def __init__(self, app: ASGIApp, *, routes: list[Route]) -> None:
+        self._app = app
         self._router = Router(routes=routes, default=app)
+        # The first path segments these routes answer: every other request (the API's) goes straight on,
+        # without a router match on its way.
+        self._segments = frozenset(route.path.split("/")[1] for route in routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._router(scope, receive, send)
+        if scope["type"] == "http" and scope["path"].split("/", 2)[1] in self._segments:
+            await self._router(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
