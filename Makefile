@@ -3,12 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The spec linters (Spectral with the OWASP ruleset, Redocly CLI), pinned in package.json and
+# package-lock.json; `npm ci` runs again only when the lock file changes.
+NODE_STAMP := node_modules/.installed
+# No telemetry, update notices or install-time analytics from the linters.
+NODE_LINT_ENV := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true SCARF_ANALYTICS=false
 SECRET_FILE := .autional-dev-secret
 DEMO_DB ?= sqlite:///autional-sessions.db
 DEMO_USER := usr_0000001
 PORT ?= 8000
 
-.PHONY: setup browser run test test-sqlite test-postgres lint format bench clean
+.PHONY: setup setup-node browser run test test-sqlite test-postgres lint lint-spec format bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +22,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+setup-node: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	$(NODE_LINT_ENV) npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+# The contract, linted: Spectral (spectral:oas and the OWASP API Security ruleset, as .spectral.yaml sets
+# them up) fails on any error or warning; Redocly's `recommended` rules (redocly.yaml) fail on any error.
+lint-spec: $(NODE_STAMP)
+	$(NODE_LINT_ENV) node_modules/.bin/spectral lint --fail-severity=warn openapi.yaml
+	$(NODE_LINT_ENV) node_modules/.bin/redocly lint openapi.yaml
 
 # Chromium, for the browser test of the published docs (tests/e2e/test_docs_in_browser.py), from the
 # distribution when it is missing; through sudo only when not already root.
@@ -43,7 +60,7 @@ run: setup $(SECRET_FILE)
 
 # Every test, on SQLite, then on PostgreSQL (skipped with a reason where none is reachable; a failure
 # under CI=true).
-test: setup browser
+test: setup browser lint-spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
@@ -55,7 +72,7 @@ test-sqlite: setup
 test-postgres: setup
 	AUTIONAL_TEST_DATABASE=postgresql $(BIN)/python -m pytest
 
-lint: setup
+lint: setup lint-spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -70,4 +87,4 @@ bench: setup
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis reports
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis reports
