@@ -21,7 +21,7 @@ import functools
 import gc
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from connexion.exceptions import ProblemException
@@ -114,6 +114,7 @@ def create_app(
             validate_responses=settings.validate_responses,
             rate_limits=rate_limits,
             client_address=ClientAddress(settings.trusted_proxies),
+            last_resort=_last_resort(catalogue),
         ),
         lifespan=lifespan,
         swagger_ui_options=SwaggerUIOptions(
@@ -127,11 +128,9 @@ def create_app(
         validate_responses=settings.validate_responses,
         security_map={"bearer": bearer_security_handler(verifier)},
     )
-    # Added in this order, each lands just inside the one before it at the same position: the request's
-    # identity first, then what observes the request's outcome, outside the exception middleware so that
+    # Added in this order, each lands just inside the one before it at the same position: what observes the request's outcome, outside the exception middleware so that
     # it sees the status of every problem response.
     routes = RouteTemplates(spec)
-    app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     # /metrics before the metrics middleware: a scrape is not a request of the API.
     app.add_middleware(MetricsEndpointMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, route_of=routes.of)
@@ -181,10 +180,13 @@ def middleware_stack(
     validate_responses: bool,
     rate_limits: RateLimits | None = None,
     client_address: ClientAddress | None = None,
+    last_resort: Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]] | None = None,
 ) -> list:
     """Connexion's default middleware stack, with parameter validation compiled per operation in place of
     its request validation, and without its context middleware (it only feeds the decorators that the
-    dispatcher replaces). With rate limits: per client address before routing, so that a flood of bad
+    dispatcher replaces). Outside it all, the request's context; with `last_resort`, the server-error
+    middleware answers an error that escaped every error handler (one raised inside a handler) with a
+    problem too, not Starlette's plain text. With rate limits: per client address before routing, so that a flood of bad
     tokens is limited too, and per token subject right after the token is verified; both inside the
     exception middleware, which renders their 429."""
     by_address: list = []
@@ -206,7 +208,11 @@ def middleware_stack(
             )
         ]
     return [
-        ServerErrorMiddleware,
+        # Outermost: even the server-error middleware's answer carries the request's id.
+        RequestContextMiddleware,
+        functools.partial(ServerErrorMiddleware, handler=last_resort)
+        if last_resort
+        else ServerErrorMiddleware,
         ExceptionMiddleware,
         SwaggerUIMiddleware,
         *by_address,
@@ -244,6 +250,23 @@ def _allowed_methods(spec: dict) -> Callable[[str], str | None]:
         return next((methods for regex, methods in templates if regex.match(path)), None)
 
     return allowed
+
+
+def _last_resort(
+    catalogue: ProblemCatalogue,
+) -> Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]]:
+    """The answer to an error no handler could turn into a response (a fault inside a handler): the
+    internal-error problem, made with as little as can go wrong."""
+
+    async def last_resort(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        request_id = current_request().request_id
+        with contextlib.suppress(Exception):  # the log may be what failed
+            logger.error("error while handling an error (request_id=%s)", request_id, exc_info=exc)
+        return catalogue.render(
+            ProblemError("internal-error", f"An unexpected error occurred; quote request_id {request_id}")
+        )
+
+    return last_resort
 
 
 def _add_error_handlers(

@@ -12,7 +12,6 @@ from starlette.types import ASGIApp
 
 from autional_sessions.app import middleware_stack
 from autional_sessions.dispatch import OperationDispatcher
-from autional_sessions.request_context import RequestContextMiddleware
 
 SESSIONS_TEMPLATE = "/sessions/user/{user_id}/sessions"
 SECRET_USER = "usr_secret123"
@@ -44,11 +43,10 @@ SPEC: dict[str, Any] = {
 
 
 def observed_app(*middlewares: tuple[type, dict[str, Any]]) -> ConnexionMiddleware:
-    """The app with `middlewares` (class, keyword arguments) inside the request context, as `create_app`
-    adds its own outermost ones."""
+    """The app with `middlewares` (class, keyword arguments) inside the request context (the stack's
+    outermost middleware), where `create_app` adds its own."""
     app = ConnexionMiddleware(OperationDispatcher({}), middlewares=middleware_stack(validate_responses=False))
     app.add_api(SPEC, strict_validation=False)
-    app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     for middleware, options in middlewares:
         app.add_middleware(middleware, position=MiddlewarePosition.BEFORE_EXCEPTION, **options)
     return app

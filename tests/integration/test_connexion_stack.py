@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from autional_sessions.app import middleware_stack
 from autional_sessions.dispatch import OperationDispatcher
 from autional_sessions.problems import ProblemError
+from autional_sessions.request_context import RequestContextMiddleware
 from autional_sessions.validation import ParameterValidationMiddleware
 
 HERE = __name__
@@ -73,7 +74,15 @@ def test_the_stack_is_connexions_default_with_two_documented_swaps():
         for m in ConnexionMiddleware.default_middlewares
         if m is not ContextMiddleware
     ]
-    assert middleware_stack(validate_responses=True) == expected
+
+    async def last_resort(_request, _exc):
+        raise AssertionError
+
+    stack = middleware_stack(validate_responses=True, last_resort=last_resort)
+
+    assert stack[0] is RequestContextMiddleware
+    assert [getattr(m, "func", m) for m in stack[1:]] == expected
+    assert stack[1].keywords == {"handler": last_resort}
 
 
 def test_header_query_path_and_cookie_parameters_reach_the_handler_typed():

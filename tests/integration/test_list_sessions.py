@@ -384,3 +384,25 @@ def test_an_unexpected_database_error_is_a_500_that_reveals_nothing(
     assert "sessions_secret_internal" not in response.text
     assert "Traceback" not in response.text
     assert body["request_id"] in body["detail"]
+
+
+def test_an_error_inside_an_error_handler_is_still_a_problem_with_the_request_id(
+    client, auth_headers, alice, break_database, monkeypatch
+):
+    # The 500 handler itself fails (its log call here): the server-error middleware's last resort
+    # answers, with the request's id, instead of Starlette's plain text.
+    def failing(*args, **kwargs):
+        raise RuntimeError("the log is broken")
+
+    monkeypatch.setattr("autional_sessions.app.logger.error", failing)
+    break_database()
+
+    response = client.get(
+        URL.format("usr_alice"), headers={**auth_headers("usr_alice"), "X-Request-ID": "req-42"}
+    )
+
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "req-42"
+    assert response.json()["request_id"] == "req-42"
+    assert response.json()["type"].endswith("/internal-error")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg2
 import pytest
 
 from tests.factories import add_session, add_user
-from tests.postgres.support import READY_SECONDS, Server, running_server
+from tests.postgres.support import READY_SECONDS, Server, postgres_only, running_server
+from tests.postgres.test_engine import server_connections
 
 USER = "usr_serve001"
 
@@ -104,3 +110,43 @@ def test_two_workers_log_json_lines_and_share_their_metrics(database, database_u
     assert any(r.get("event") == "session.revoked" for r in records)
     for secret in (token, "sess_serve_secret_1", "sess_serve_secret_2"):
         assert secret not in log
+
+
+@postgres_only
+@pytest.mark.slow
+def test_sigterm_stops_accepting_and_lets_a_request_in_flight_finish(
+    database, database_url, tmp_path, auth_headers
+):
+    add_user(USER)
+    add_session("sess_serve_1", USER)
+    name = f"autional-test-{uuid.uuid4().hex[:8]}"
+    env = {"AUTIONAL_SERVICE_NAME": name, "AUTIONAL_SHUTDOWN_GRACE_SECONDS": "10"}
+    server = Server(database_url, tmp_path / "server.log", workers=1, env=env)
+    answers: list[httpx.Response] = []
+    # The table locked by another transaction: the request waits for it, in flight on the server.
+    locker = psycopg2.connect(database_url)
+    try:
+        server.wait_ready()
+        url = f"{server.url}/sessions/user/{USER}/sessions"
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        in_flight = threading.Thread(
+            target=lambda: answers.append(httpx.get(url, headers=auth_headers(USER), timeout=30))
+        )
+        in_flight.start()
+        time.sleep(0.5)
+        os.kill(server.process.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(httpx.TransportError):  # no longer accepting
+            httpx.get(url, headers=auth_headers(USER), timeout=2)
+        locker.rollback()  # the lock goes: the request in flight completes
+        in_flight.join(timeout=15)
+        # uvicorn re-raises the signal it shut down for, once it is done: a clean exit by SIGTERM.
+        assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)
+    finally:
+        locker.close()
+        server.stop()
+
+    assert [r.status_code for r in answers] == [200], server.log()
+    assert [item["id"] for item in answers[0].json()["items"]] == ["sess_serve_1"]
+    assert server_connections(name) == 0
