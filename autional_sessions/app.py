@@ -92,6 +92,7 @@ def create_app(
         return await sessions.is_session_active(user_id, session_id, now)
 
     verifier = TokenVerifier(settings, session_active=session_active)
+    client_address = ClientAddress(settings.trusted_proxies)
     if rate_limits is None and settings.rate_limit:
         rate_limits = RateLimits(settings.rate_limit, redis_url=settings.redis_url)
 
@@ -113,7 +114,7 @@ def create_app(
         middlewares=middleware_stack(
             validate_responses=settings.validate_responses,
             rate_limits=rate_limits,
-            client_address=ClientAddress(settings.trusted_proxies),
+            client_address=client_address,
             last_resort=_last_resort(catalogue),
         ),
         lifespan=lifespan,
@@ -128,8 +129,8 @@ def create_app(
         validate_responses=settings.validate_responses,
         security_map={"bearer": bearer_security_handler(verifier)},
     )
-    # Added in this order, each lands just inside the one before it at the same position: what observes the request's outcome, outside the exception middleware so that
-    # it sees the status of every problem response.
+    # Added in this order, each lands just inside the one before it at the same position: what observes
+    # the request's outcome, outside the exception middleware so that it sees every problem's status.
     routes = RouteTemplates(spec)
     # /metrics before the metrics middleware: a scrape is not a request of the API.
     app.add_middleware(MetricsEndpointMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
@@ -138,7 +139,7 @@ def create_app(
         AccessLogMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         route_of=routes.of,
-        client_of=ClientAddress(settings.trusted_proxies).of,
+        client_of=client_address.of,
     )
     if settings.cors_origins:
         _add_cors(app, spec, settings)
