@@ -13,15 +13,25 @@ DEMO_DB ?= sqlite:///autional-sessions.db
 DEMO_USER := usr_0000001
 PORT ?= 8000
 
-.PHONY: setup setup-node browser run test test-sqlite test-postgres lint lint-spec format bench clean
+.PHONY: setup constraints setup-node browser run test test-sqlite test-postgres lint lint-spec format bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Everything (server, contract suite, dev tools), at the exact versions of constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# After a change of pyproject.toml's dependencies: resolve them afresh in a scratch venv and pin the result.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install --quiet -e '.[dev]'
+	{ sed -n '1,3p' constraints.txt; .venv-constraints/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-constraints
 
 setup-node: $(NODE_STAMP)
 

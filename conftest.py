@@ -21,12 +21,12 @@ import peewee
 import pytest
 
 from autional_sessions.config import Settings
-from db.maintenance import open_database
-from db.migrations import migrate
-from db.models import database_proxy
-from db.queries import SessionQueries
-from db.statements import Statement
-from db.store import Store, open_store
+from autional_sessions.db.maintenance import open_database
+from autional_sessions.db.migrations import migrate
+from autional_sessions.db.models import database_proxy
+from autional_sessions.db.queries import SessionQueries
+from autional_sessions.db.statements import Statement
+from autional_sessions.db.store import Store, open_store
 
 TEST_SECRET = "test-secret-" + "0123456789abcdef" * 4  # long enough for HS512 (RFC 7518 §3.2)
 TEST_ISSUER = "https://auth.autional.test"
@@ -53,14 +53,14 @@ def _postgres_unreachable(reason: str) -> NoReturn:
 
 
 def postgres_admin_connection():
-    """An autocommit psycopg2 connection to the server's maintenance database, or a skip/fail."""
+    """An autocommit psycopg connection to the server's maintenance database, or a skip/fail."""
     try:
-        import psycopg2
+        import psycopg
     except ImportError:
-        _postgres_unreachable("psycopg2 is not installed")
+        _postgres_unreachable("psycopg is not installed")
     try:
-        conn = psycopg2.connect(ADMIN_URL, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
+        conn = psycopg.connect(ADMIN_URL, connect_timeout=3)
+    except psycopg.OperationalError as exc:
         _postgres_unreachable(str(exc).strip().splitlines()[0])
     conn.autocommit = True
     return conn

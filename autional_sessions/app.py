@@ -42,6 +42,10 @@ from starlette.routing import compile_path
 from autional_sessions.auth import TokenVerifier, bearer_security_handler
 from autional_sessions.client_address import ClientAddress
 from autional_sessions.config import Settings
+from autional_sessions.db.errors import DatabaseUnavailable
+from autional_sessions.db.queries import SessionQueries
+from autional_sessions.db.revocations import SessionRevocations
+from autional_sessions.db.store import Store, open_store
 from autional_sessions.dispatch import OperationDispatcher
 from autional_sessions.log_format import AccessLogMiddleware
 from autional_sessions.metrics import (
@@ -58,10 +62,6 @@ from autional_sessions.request_outcome import RouteTemplates
 from autional_sessions.service_routes import ServiceRoutesMiddleware, service_routes
 from autional_sessions.spec import HTTP_METHODS, load_spec
 from autional_sessions.validation import ParameterValidationMiddleware
-from db.errors import DatabaseUnavailable
-from db.queries import SessionQueries
-from db.revocations import SessionRevocations
-from db.store import Store, open_store
 
 logger = logging.getLogger("autional_sessions")
 

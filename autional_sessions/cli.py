@@ -121,13 +121,13 @@ def _open(settings: Settings):
     Without the statement timeout meant for requests: building an index or upserting a batch on a big
     table may rightly take longer than any request should.
     """
-    from db.maintenance import open_database
+    from autional_sessions.db.maintenance import open_database
 
     return open_database(dataclasses.replace(settings, db_statement_timeout_ms=0))
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from db.migrations import LATEST_VERSION, migrate
+    from autional_sessions.db.migrations import LATEST_VERSION, migrate
 
     applied = migrate(_open(Settings.from_env()))
     for migration in applied:
@@ -137,7 +137,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from db.seed import seed
+    from autional_sessions.db.seed import seed
 
     started = time.monotonic()
 
@@ -214,7 +214,7 @@ def _contract_test(args: argparse.Namespace) -> int:
 
     import pytest
 
-    import contract_tests
+    from autional_sessions import contract_tests
 
     if not args.token:
         print("autional-sessions: contract-test needs --token or AUTIONAL_CONTRACT_TOKEN", file=sys.stderr)

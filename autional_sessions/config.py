@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from autional_sessions import SERVICE_NAME
-from db.url import DatabaseUrl, redact
+from autional_sessions.db.url import DatabaseUrl, redact
 
 DEFAULT_DATABASE_URL = "sqlite:///autional-sessions.db"
 # RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.

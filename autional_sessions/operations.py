@@ -16,7 +16,7 @@ from typing import Any
 from connexion.resolver import Resolver
 
 # The handler modules, in the order they are searched.
-HANDLER_MODULES = ("handlers.sessions", "handlers.operations")
+HANDLER_MODULES = ("autional_sessions.handlers.sessions", "autional_sessions.handlers.operations")
 
 
 def handler_name(operation_id: str) -> str:

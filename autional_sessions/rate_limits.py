@@ -41,8 +41,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autional_sessions.client_address import ClientAddress
+from autional_sessions.db.url import redact
 from autional_sessions.problems import ProblemError
-from db.url import redact
 
 logger = logging.getLogger("autional_sessions.rate_limits")
 

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import jwt
-import psycopg2
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
@@ -130,8 +130,8 @@ class Bench:
 
     def create_pg(self, name: str) -> str:
         try:
-            admin = psycopg2.connect(self.admin_url)
-        except psycopg2.OperationalError as exc:
+            admin = psycopg.connect(self.admin_url)
+        except psycopg.OperationalError as exc:
             raise BenchError(
                 f"PostgreSQL is needed for the pg-* cases and is not reachable ({str(exc).strip()}); "
                 "set AUTIONAL_BENCH_POSTGRES_URL, or pick SQLite cases with --cases"
@@ -189,7 +189,7 @@ class Bench:
         if not self.pg_databases:
             return
         try:
-            admin = psycopg2.connect(self.admin_url)
+            admin = psycopg.connect(self.admin_url)
             admin.autocommit = True
             with contextlib.closing(admin), admin.cursor() as cur:
                 for name in self.pg_databases:
@@ -198,7 +198,7 @@ class Bench:
                     cur.execute(terminate, (name,))
                     cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
             log(f"dropped {', '.join(self.pg_databases)}")
-        except psycopg2.Error as exc:
+        except psycopg.Error as exc:
             log(f"could not drop {', '.join(self.pg_databases)}: {exc}")
 
 

@@ -33,18 +33,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import psycopg2
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autional_sessions.auth import TokenVerifier  # noqa: E402
 from autional_sessions.config import Settings  # noqa: E402
-from db.maintenance import open_database  # noqa: E402
-from db.migrations import migrate  # noqa: E402
-from db.queries import SessionQueries  # noqa: E402
-from db.seed import seed, user_id  # noqa: E402
-from db.store import open_store  # noqa: E402
+from autional_sessions.db.maintenance import open_database  # noqa: E402
+from autional_sessions.db.migrations import migrate  # noqa: E402
+from autional_sessions.db.queries import SessionQueries  # noqa: E402
+from autional_sessions.db.seed import seed, user_id  # noqa: E402
+from autional_sessions.db.store import open_store  # noqa: E402
 
 SECRET = "page-latency-bench-secret-0123456789abcdef"
 SESSIONS_PER_USER = 20
@@ -120,7 +120,7 @@ def settings(url: str) -> Settings:
 def prepare(admin_url: str, url: str, users: int, heavy_sessions: int) -> str:
     """Create, migrate and seed the database unless it already holds exactly the expected rows."""
     name = url.rsplit("/", 1)[1]
-    admin = psycopg2.connect(admin_url)
+    admin = psycopg.connect(admin_url)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -148,7 +148,7 @@ def progress(done: int, total: int) -> None:
 
 
 def count_sessions(url: str, user: str | None = None) -> int:
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
         if user is None:
             cur.execute("SELECT count(*) FROM sessions")
         else:

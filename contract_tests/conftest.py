@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
-from contract_tests.harness import StatusLedger, Target, documented_statuses
-from db.errors import DatabaseUnavailable
-from db.statements import Statement
-from db.store import Store
+from autional_sessions.contract_tests.harness import StatusLedger, Target, documented_statuses
+from autional_sessions.db.errors import DatabaseUnavailable
+from autional_sessions.db.statements import Statement
+from autional_sessions.db.store import Store
 
 SEEDED_USERS = 6
 # Far above what one run asks of any user or of the test client's one address.
@@ -133,9 +133,9 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         return
 
     from autional_sessions.app import create_app
+    from autional_sessions.db.seed import seed, user_id
+    from autional_sessions.db.store import open_store
     from autional_sessions.rate_limits import RateLimits
-    from db.seed import seed, user_id
-    from db.store import open_store
 
     # A fresh app on the emptied, migrated test database of this run's engine (the root conftest's),
     # whose store fails on purpose for the fault users.

@@ -13,8 +13,8 @@ import time
 import peewee
 
 from autional_sessions.config import Settings
-from db.models import database_proxy
-from db.url import DatabaseUrl
+from autional_sessions.db.models import database_proxy
+from autional_sessions.db.url import DatabaseUrl
 
 
 def open_database(settings: Settings) -> peewee.Database:

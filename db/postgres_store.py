@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from autional_sessions.config import Settings
+from autional_sessions.db.errors import DatabaseUnavailable
+from autional_sessions.db.statements import Statement
+from autional_sessions.db.url import DatabaseUrl
 from autional_sessions.metrics import observe_pool_wait
-from db.errors import DatabaseUnavailable
-from db.statements import Statement
-from db.url import DatabaseUrl
 
 logger = logging.getLogger("autional_sessions.db")
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import peewee
 
-from db.models import SESSION_FIELDS, SESSION_TIME_FIELDS, Session, User
-from db.statements import Statement, compile_query, slot
-from db.store import Store
+from autional_sessions.db.models import SESSION_FIELDS, SESSION_TIME_FIELDS, Session, User
+from autional_sessions.db.statements import Statement, compile_query, slot
+from autional_sessions.db.store import Store
 
 DIALECTS = {"sqlite": peewee.SqliteDatabase, "postgresql": peewee.PostgresqlDatabase}
 

@@ -9,10 +9,10 @@ import datetime as dt
 
 import peewee
 
-from db.models import Session
-from db.queries import DIALECTS, active
-from db.statements import Statement, compile_query, slot
-from db.store import Store
+from autional_sessions.db.models import Session
+from autional_sessions.db.queries import DIALECTS, active
+from autional_sessions.db.statements import Statement, compile_query, slot
+from autional_sessions.db.store import Store
 
 
 def revoke_query(user_id: object, session_id: object, now: object, tenant: object | None) -> peewee.Query:

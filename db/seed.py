@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import peewee
 
-from db.models import SESSION_FIELDS, Session, User
+from autional_sessions.db.models import SESSION_FIELDS, Session, User
 
 DEMO_TENANT = "tnt_demo"
 # At most 16 columns x 2000 rows = 32000 bind parameters a statement: under both SQLite's (32766) and

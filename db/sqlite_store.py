@@ -17,8 +17,8 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
-from db.errors import DatabaseUnavailable
-from db.statements import Statement
+from autional_sessions.db.errors import DatabaseUnavailable
+from autional_sessions.db.statements import Statement
 
 # What sqlite3 says when the file cannot serve us now, as opposed to a bug in a statement.
 _UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error")

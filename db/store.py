@@ -12,8 +12,8 @@ import contextlib
 from typing import Protocol
 
 from autional_sessions.config import Settings
-from db.statements import Statement
-from db.url import DatabaseUrl
+from autional_sessions.db.statements import Statement
+from autional_sessions.db.url import DatabaseUrl
 
 
 class Store(Protocol):
@@ -40,9 +40,9 @@ class Store(Protocol):
 def open_store(settings: Settings) -> Store:
     url = DatabaseUrl.parse(settings.database_url)
     if url.engine == "sqlite":
-        from db.sqlite_store import SqliteStore
+        from autional_sessions.db.sqlite_store import SqliteStore
 
         return SqliteStore(url.sqlite_path, busy_timeout_ms=settings.db_busy_timeout_ms)
-    from db.postgres_store import PostgresStore
+    from autional_sessions.db.postgres_store import PostgresStore
 
     return PostgresStore(url, settings)

@@ -39,7 +39,7 @@ class DatabaseUrl:
         return dict(parse_qsl(urlsplit(self.raw).query))
 
     def libpq_parameters(self) -> dict[str, object]:
-        """The URL as libpq keyword parameters (psycopg2), its query options (sslmode, ...) included."""
+        """The URL as libpq keyword parameters (psycopg), its query options (sslmode, ...) included."""
         parts = urlsplit(self.raw)
         params: dict[str, object] = dict(self.options)
         params["dbname"] = unquote(parts.path.lstrip("/"))

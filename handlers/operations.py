@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from db.errors import DatabaseUnavailable
-from db.queries import SessionQueries
+from autional_sessions.db.errors import DatabaseUnavailable
+from autional_sessions.db.queries import SessionQueries
 
 # A probe answers within this bound, whatever the database does.
 READINESS_TIMEOUT_SECONDS = 2.0

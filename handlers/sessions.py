@@ -13,11 +13,11 @@ import logging
 import math
 from typing import Any
 
+from autional_sessions.db.models import SESSION_FIELDS
+from autional_sessions.db.queries import OtherTenant, SessionQueries
+from autional_sessions.db.revocations import SessionRevocations
 from autional_sessions.problems import ProblemError, utc_timestamp
 from autional_sessions.request_context import current_request
-from db.models import SESSION_FIELDS
-from db.queries import OtherTenant, SessionQueries
-from db.revocations import SessionRevocations
 
 audit = logging.getLogger("autional_sessions.audit")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from db.models import Session, User
+from autional_sessions.db.models import Session, User
 
 
 def utcnow() -> dt.datetime:

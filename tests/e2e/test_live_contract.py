@@ -20,7 +20,7 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autional_sessions.app import create_app
-from db.seed import seed
+from autional_sessions.db.seed import seed
 from tests.postgres.support import READY_SECONDS, free_port, running_server
 
 USER = "usr_0000001"

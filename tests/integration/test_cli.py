@@ -10,8 +10,8 @@ import pytest
 from autional_sessions.auth import TokenVerifier
 from autional_sessions.cli import main
 from autional_sessions.config import Settings
+from autional_sessions.db.models import Session, User
 from conftest import TEST_SECRET
-from db.models import Session, User
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import peewee
 import pytest
 
-from db.models import Session, User
+from autional_sessions.db.models import Session, User
 
 
 @pytest.mark.parametrize("model", [User, Session])

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from autional_sessions.app import create_app
-from db.errors import DatabaseUnavailable
+from autional_sessions.db.errors import DatabaseUnavailable
 from tests.spec_check import assert_conforms
 
 
@@ -41,14 +41,14 @@ def test_readiness_gives_up_on_a_database_that_does_not_answer(client, store, mo
         await asyncio.sleep(30)
 
     monkeypatch.setattr(store, "fetch", hangs)
-    monkeypatch.setattr("handlers.operations.READINESS_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr("autional_sessions.handlers.operations.READINESS_TIMEOUT_SECONDS", 0.2)
 
     assert client.get("/readyz").status_code == 503
 
 
 def test_the_server_starts_without_its_database_and_is_ready_once_it_exists(settings, tmp_path):
-    from db.maintenance import open_database
-    from db.migrations import migrate
+    from autional_sessions.db.maintenance import open_database
+    from autional_sessions.db.migrations import migrate
 
     path = tmp_path / "later.db"
     app_settings = dataclasses.replace(settings, database_url=f"sqlite:///{path}")

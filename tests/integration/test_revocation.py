@@ -12,7 +12,7 @@ import logging
 import httpx
 import pytest
 
-from db.models import Session
+from autional_sessions.db.models import Session
 from tests.factories import add_session, add_user, utcnow
 from tests.spec_check import assert_conforms
 

@@ -14,11 +14,11 @@ import pytest
 
 from autional_sessions.cli import main
 from autional_sessions.config import Settings
+from autional_sessions.db.errors import DatabaseUnavailable
+from autional_sessions.db.maintenance import open_database
+from autional_sessions.db.statements import Statement
+from autional_sessions.db.store import open_store
 from conftest import make_settings, postgres_admin_connection
-from db.errors import DatabaseUnavailable
-from db.maintenance import open_database
-from db.statements import Statement
-from db.store import open_store
 from tests.factories import add_session, add_user
 from tests.postgres.support import postgres_only, running_server
 

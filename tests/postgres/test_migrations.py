@@ -7,11 +7,11 @@ import threading
 
 import peewee
 
+from autional_sessions.db.maintenance import open_database
+from autional_sessions.db.migrations import LATEST_VERSION, MIGRATIONS, applied_versions, migrate
+from autional_sessions.db.models import SESSION_FIELDS
+from autional_sessions.db.seed import session_rows, user_id
 from conftest import make_settings
-from db.maintenance import open_database
-from db.migrations import LATEST_VERSION, MIGRATIONS, applied_versions, migrate
-from db.models import SESSION_FIELDS
-from db.seed import session_rows, user_id
 
 LIST_INDEX = "sessions_user_status_activity"
 

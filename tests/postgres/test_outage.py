@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from autional_sessions.app import create_app
+from autional_sessions.db.maintenance import open_database
+from autional_sessions.db.migrations import migrate
+from autional_sessions.db.statements import Statement
+from autional_sessions.db.store import open_store
 from conftest import make_settings
-from db.maintenance import open_database
-from db.migrations import migrate
-from db.statements import Statement
-from db.store import open_store
 from tests.factories import add_session, add_user
 from tests.postgres.support import TcpProxy, postgres_only, running_server, sqlite_only
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import peewee
 import pytest
 
+from autional_sessions.db import queries
+from autional_sessions.db.maintenance import open_database
+from autional_sessions.db.migrations import migrate
+from autional_sessions.db.seed import seed, user_id
 from conftest import make_settings, throwaway_database
-from db import queries
-from db.maintenance import open_database
-from db.migrations import migrate
-from db.seed import seed, user_id
 
 USERS = 2_500
 SESSIONS_PER_USER = 20

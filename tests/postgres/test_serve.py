@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psycopg2
+import psycopg
 import pytest
 
 from tests.factories import add_session, add_user
@@ -124,7 +124,7 @@ def test_sigterm_stops_accepting_and_lets_a_request_in_flight_finish(
     server = Server(database_url, tmp_path / "server.log", workers=1, env=env)
     answers: list[httpx.Response] = []
     # The table locked by another transaction: the request waits for it, in flight on the server.
-    locker = psycopg2.connect(database_url)
+    locker = psycopg.connect(database_url)
     try:
         server.wait_ready()
         url = f"{server.url}/sessions/user/{USER}/sessions"

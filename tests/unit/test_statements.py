@@ -5,9 +5,9 @@ from __future__ import annotations
 import peewee
 import pytest
 
-from db.models import Session
-from db.queries import list_statements
-from db.statements import compile_query, slot
+from autional_sessions.db.models import Session
+from autional_sessions.db.queries import list_statements
+from autional_sessions.db.statements import compile_query, slot
 
 
 def query() -> peewee.Query:
