@@ -67,18 +67,24 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "contract-test",
-        help="run the contract suite against a deployment",
+        help="run the contract suite, against a deployment or in process",
         description="Run the contract suite (Schemathesis, every check, openapi.yaml) against the API at --url "
-        "with a token for --user-id. Exits non-zero on any failure; each failure shows a curl line.",
+        "with a token for --user-id; without --url, against this package's own server in process, on a "
+        "throw-away SQLite database (AUTIONAL_TEST_DATABASE=postgresql: a throw-away PostgreSQL database). "
+        "Exits non-zero on any failure; each failure shows a curl line.",
     )
-    p.add_argument("--url", required=True, help="base URL of the deployment, e.g. http://127.0.0.1:8000")
+    p.add_argument(
+        "--url",
+        help="base URL of the deployment, e.g. http://127.0.0.1:8000 (default: in process, which needs the "
+        "`server` extra as well as `contract`)",
+    )
     p.add_argument(
         "--token",
         default=os.environ.get("AUTIONAL_CONTRACT_TOKEN"),
         help="a bearer token the deployment accepts for --user-id (default: $AUTIONAL_CONTRACT_TOKEN, which "
         "keeps it out of the process list and shell history)",
     )
-    p.add_argument("--user-id", required=True, help="the user the token belongs to")
+    p.add_argument("--user-id", help="the user the token belongs to (with --url)")
     p.add_argument("--junit-xml", metavar="PATH", help="also write a JUnit XML report there")
     p.add_argument(
         "--max-examples",
@@ -216,8 +222,14 @@ def _contract_test(args: argparse.Namespace) -> int:
 
     from autional_sessions import contract_tests
 
-    if not args.token:
-        print("autional-sessions: contract-test needs --token or AUTIONAL_CONTRACT_TOKEN", file=sys.stderr)
+    if args.url and not (args.token and args.user_id):
+        print(
+            "autional-sessions: contract-test --url needs --user-id and --token (or AUTIONAL_CONTRACT_TOKEN)",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.url and (args.token or args.user_id):
+        print("autional-sessions: --token and --user-id go with --url", file=sys.stderr)
         return 2
     if args.max_examples:
         # The suite reads its budget at import, when pytest collects it.
@@ -237,13 +249,20 @@ def _contract_test(args: argparse.Namespace) -> int:
         "no:cacheprovider",
         "-q",
         "-rfE",
-        "--contract-url",
-        args.url,
-        "--contract-token",
-        args.token,
-        "--contract-user-id",
-        args.user_id,
     ]
+    if args.url:
+        argv += [
+            "--contract-url",
+            args.url,
+            "--contract-token",
+            args.token,
+            "--contract-user-id",
+            args.user_id,
+        ]
+    else:
+        # The in-process target's fixtures (a throw-away database, settings, a token signer), shipped in the
+        # package because an install has no conftest.py of the repository.
+        argv += ["-p", "autional_sessions.testing"]
     if args.junit_xml:
         argv += ["--junit-xml", args.junit_xml]
     return int(pytest.main(argv))

@@ -1,6 +1,7 @@
 """Where the contract suite points: the in-process app on a seeded database, or a live deployment.
 
-In process (the default, in `make test`): the app from the root conftest's fixtures, on a temporary
+In process (the default, in `make test`, and `autional-sessions contract-test` without --url): the app
+from the fixtures of autional_sessions.testing (which the caller loads as a plugin), on a temporary
 database seeded with users usr_0000000 .. usr_0000005; each case is signed for the user in its path, so
 cases reach the handler. Each of those users plays a part: usr_0000000 and usr_0000001 list their sessions
 (200), usr_0000002's queries fail with an unexpected database error (500, injected under the app),
@@ -16,15 +17,11 @@ Against a deployment: `--contract-url URL --contract-token TOKEN --contract-user
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 
 import pytest
 
 from autional_sessions.contract_tests.harness import StatusLedger, Target, documented_statuses
-from autional_sessions.db.errors import DatabaseUnavailable
-from autional_sessions.db.statements import Statement
-from autional_sessions.db.store import Store
 
 SEEDED_USERS = 6
 # Far above what one run asks of any user or of the test client's one address.
@@ -132,7 +129,14 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         yield Target(known_users=[user], token_for=lambda _user_id: token, base_url=url)
         return
 
+    # The server's modules, imported only here: against a deployment the suite needs no server code
+    # and no database driver (the `contract` extra alone).
     from autional_sessions.app import create_app
+    from autional_sessions.contract_tests.faults import (
+        FaultInjectingStore,
+        unavailable_error,
+        unexpected_error,
+    )
     from autional_sessions.db.seed import seed, user_id
     from autional_sessions.db.store import open_store
     from autional_sessions.rate_limits import RateLimits
@@ -146,7 +150,7 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     intruder, fault_user, intruded, outage_user = user_id(0), user_id(2), user_id(3), user_id(4)
     throttled = user_id(5)
     store = FaultInjectingStore(
-        open_store(settings), {fault_user: _unexpected_error, outage_user: _unavailable_error}
+        open_store(settings), {fault_user: unexpected_error, outage_user: unavailable_error}
     )
     rate_limits = RateLimits(RATE_LIMIT)
     asyncio.run(rate_limits.check("sub", throttled, cost=rate_limits.limit))
@@ -161,43 +165,3 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         reset=lambda: seed(database, SEEDED_USERS, SESSIONS_PER_USER),
         fault_users=(fault_user, outage_user),
     )
-
-
-def _unexpected_error(user_id: str) -> Exception:
-    return RuntimeError(f"injected fault for {user_id}")
-
-
-def _unavailable_error(user_id: str) -> Exception:
-    return DatabaseUnavailable(f"injected outage for {user_id}")
-
-
-class FaultInjectingStore:
-    """A store that fails every statement with one of these user ids among its parameters.
-
-    The fault is raised where the store would raise it, under the app, so the response it causes goes
-    through the same error handling as a real bug or outage would.
-    """
-
-    def __init__(self, store: Store, faults: Mapping[str, Callable[[str], Exception]]) -> None:
-        self._store = store
-        self._faults = faults
-        self.dialect = store.dialect
-
-    def _inject(self, params: tuple) -> None:
-        for user_id, fault in self._faults.items():
-            if user_id in params:
-                raise fault(user_id)
-
-    async def fetch(self, statement: Statement, params: tuple) -> list[tuple]:
-        self._inject(params)
-        return await self._store.fetch(statement, params)
-
-    async def write(self, statement: Statement, params: tuple) -> list[tuple]:
-        self._inject(params)
-        return await self._store.write(statement, params)
-
-    def snapshot(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return self._store.snapshot()
-
-    async def close(self) -> None:
-        await self._store.close()

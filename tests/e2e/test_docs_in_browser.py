@@ -18,7 +18,7 @@ import pytest
 
 from autional_sessions.docs_site import build_site
 from autional_sessions.spec import HTTP_METHODS, load_spec
-from conftest import service_missing
+from autional_sessions.testing import service_missing
 from tests.html_page import texts
 
 pytestmark = pytest.mark.slow

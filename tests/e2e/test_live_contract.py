@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autional_sessions.app import create_app
 from autional_sessions.db.seed import seed
+from tests.checkout import checkout_env
 from tests.postgres.support import READY_SECONDS, free_port, running_server
 
 USER = "usr_0000001"
@@ -34,7 +35,7 @@ def contract_test(
     """The command as a CI job runs it: the token on the command line, or in AUTIONAL_CONTRACT_TOKEN."""
     command = [sys.executable, "-m", "autional_sessions", "contract-test", "--url", url]
     command += ["--user-id", USER, "--junit-xml", str(junit), "--max-examples", MAX_EXAMPLES]
-    env = {k: v for k, v in os.environ.items() if k != "AUTIONAL_CONTRACT_TOKEN"}
+    env = checkout_env({k: v for k, v in os.environ.items() if k != "AUTIONAL_CONTRACT_TOKEN"})
     if token_in_env:
         env["AUTIONAL_CONTRACT_TOKEN"] = token
     else:

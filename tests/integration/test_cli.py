@@ -11,7 +11,7 @@ from autional_sessions.auth import TokenVerifier
 from autional_sessions.cli import main
 from autional_sessions.config import Settings
 from autional_sessions.db.models import Session, User
-from conftest import TEST_SECRET
+from autional_sessions.testing import TEST_SECRET
 
 
 @pytest.fixture
@@ -119,6 +119,15 @@ def test_contract_test_needs_a_token(env, capsys):
 
     assert main(["contract-test", "--url", "http://127.0.0.1:9", "--user-id", "usr_1"]) == 2
     assert "AUTIONAL_CONTRACT_TOKEN" in capsys.readouterr().err
+    assert main(["contract-test", "--url", "http://127.0.0.1:9", "--token", "t"]) == 2
+    assert "--user-id" in capsys.readouterr().err
+
+
+def test_contract_test_in_process_takes_no_token_or_user(env, capsys):
+    # In process the suite signs its own tokens for its own seeded users; a token given here would be
+    # silently unused, so it is refused instead.
+    assert main(["contract-test", "--token", "t", "--user-id", "usr_1"]) == 2
+    assert "--url" in capsys.readouterr().err
 
 
 def test_seed_writes_a_user_with_more_sessions_than_one_statement_can_bind(env, database):

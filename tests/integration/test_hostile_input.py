@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 import pytest
 
-from conftest import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET
+from autional_sessions.testing import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET
 from tests.factories import add_session, add_user
 
 USER = "usr_alice"

@@ -25,7 +25,7 @@ from autional_sessions import rate_limits
 from autional_sessions.client_address import ClientAddress
 from autional_sessions.db.url import redact
 from autional_sessions.rate_limits import ClientRateLimitMiddleware, Decision, RateLimits
-from conftest import service_missing
+from autional_sessions.testing import service_missing
 
 REDIS_URL = os.environ.get("AUTIONAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LOGGER = "autional_sessions.rate_limits"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import throwaway_database
+from autional_sessions.testing import throwaway_database
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from conftest import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET, test_engine
+from autional_sessions.testing import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET, test_engine
+from tests.checkout import checkout_env
 
 READY_SECONDS = 30
 
@@ -47,14 +48,13 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        environ = {
-            **os.environ,
-            "AUTIONAL_DATABASE_URL": database_url,
-            "AUTIONAL_JWT_SECRET": TEST_SECRET,
-            "AUTIONAL_JWT_ISSUER": TEST_ISSUER,
-            "AUTIONAL_JWT_AUDIENCE": TEST_AUDIENCE,
+        environ = checkout_env(
+            AUTIONAL_DATABASE_URL=database_url,
+            AUTIONAL_JWT_SECRET=TEST_SECRET,
+            AUTIONAL_JWT_ISSUER=TEST_ISSUER,
+            AUTIONAL_JWT_AUDIENCE=TEST_AUDIENCE,
             **(env or {}),
-        }
+        )
         command = [sys.executable, "-m", "autional_sessions", "serve", "--port", str(self.port)]
         command += ["--workers", str(workers), "--log-level", "info"]
         with open(log_path, "wb") as log:

@@ -18,7 +18,7 @@ from autional_sessions.db.errors import DatabaseUnavailable
 from autional_sessions.db.maintenance import open_database
 from autional_sessions.db.statements import Statement
 from autional_sessions.db.store import open_store
-from conftest import make_settings, postgres_admin_connection
+from autional_sessions.testing import make_settings, postgres_admin_connection
 from tests.factories import add_session, add_user
 from tests.postgres.support import postgres_only, running_server
 

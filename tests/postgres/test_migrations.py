@@ -11,7 +11,7 @@ from autional_sessions.db.maintenance import open_database
 from autional_sessions.db.migrations import LATEST_VERSION, MIGRATIONS, applied_versions, migrate
 from autional_sessions.db.models import SESSION_FIELDS
 from autional_sessions.db.seed import session_rows, user_id
-from conftest import make_settings
+from autional_sessions.testing import make_settings
 
 LIST_INDEX = "sessions_user_status_activity"
 

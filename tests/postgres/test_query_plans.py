@@ -16,7 +16,7 @@ from autional_sessions.db import queries
 from autional_sessions.db.maintenance import open_database
 from autional_sessions.db.migrations import migrate
 from autional_sessions.db.seed import seed, user_id
-from conftest import make_settings, throwaway_database
+from autional_sessions.testing import make_settings, throwaway_database
 
 USERS = 2_500
 SESSIONS_PER_USER = 20
