@@ -14,6 +14,7 @@ out: it only feeds the decorators that the dispatcher replaces.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import datetime as dt
@@ -22,6 +23,7 @@ import gc
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import asyncpg
 from connexion.exceptions import ProblemException
@@ -61,7 +63,11 @@ from autional_sessions.request_context import RequestContextMiddleware, current_
 from autional_sessions.request_outcome import RouteTemplates
 from autional_sessions.service_routes import ServiceRoutesMiddleware, service_routes
 from autional_sessions.spec import HTTP_METHODS, load_spec
+from autional_sessions.tracing import Tracing, tracer_provider_from_env
 from autional_sessions.validation import ParameterValidationMiddleware
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger("autional_sessions")
 
@@ -78,13 +84,31 @@ FRAMEWORK_PROBLEM_TYPES = {
 
 
 def create_app(
-    settings: Settings | None = None, *, store: Store | None = None, rate_limits: RateLimits | None = None
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    rate_limits: RateLimits | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> ConnexionMiddleware:
-    """Build the app. `store` and `rate_limits` let a caller (a test, an embedding) share ones it made."""
+    """Build the app. `store` and `rate_limits` let a caller (a test, an embedding) share ones it made.
+
+    With `tracer_provider` (an OpenTelemetry SDK provider: `tracing.tracer_provider_from_env`'s, or a
+    test's with an in-memory exporter) every request is a SERVER span and every SQL statement a CLIENT
+    span of it, and the app shuts the provider down (flushing its spans) when it stops. Without one, each
+    request still gets W3C trace context ids, and no OpenTelemetry code runs."""
     settings = settings or Settings.from_env()
     spec = copy.deepcopy(load_spec())
     catalogue = ProblemCatalogue.from_spec(spec, settings.problem_base_uri, settings.service_name)
     store = store or open_store(settings)
+    routes = RouteTemplates(spec)
+    client_address = ClientAddress(settings.trusted_proxies)
+    tracing: Tracing | None = None
+    if tracer_provider is not None:
+        from autional_sessions.otel import OtelTracing, TracedStore
+
+        otel_tracing = OtelTracing(tracer_provider, route_of=routes.of, client_of=client_address.of)
+        store = TracedStore(store, otel_tracing.tracer)
+        tracing = otel_tracing
     sessions = SessionQueries(store)
 
     async def session_active(user_id: str, session_id: str) -> bool:
@@ -92,7 +116,6 @@ def create_app(
         return await sessions.is_session_active(user_id, session_id, now)
 
     verifier = TokenVerifier(settings, session_active=session_active)
-    client_address = ClientAddress(settings.trusted_proxies)
     if rate_limits is None and settings.rate_limit:
         rate_limits = RateLimits(settings.rate_limit, redis_url=settings.redis_url)
 
@@ -102,6 +125,9 @@ def create_app(
         await store.close()
         if rate_limits is not None:
             await rate_limits.close()
+        if tracer_provider is not None:
+            # Exports what the batch still holds; a blocking call, kept off the event loop.
+            await asyncio.to_thread(tracer_provider.shutdown)
 
     app = ConnexionMiddleware(
         OperationDispatcher(
@@ -116,6 +142,7 @@ def create_app(
             rate_limits=rate_limits,
             client_address=client_address,
             last_resort=_last_resort(catalogue),
+            tracing=tracing,
         ),
         lifespan=lifespan,
         swagger_ui_options=SwaggerUIOptions(
@@ -131,7 +158,6 @@ def create_app(
     )
     # Added in this order, each lands just inside the one before it at the same position: what observes
     # the request's outcome, outside the exception middleware so that it sees every problem's status.
-    routes = RouteTemplates(spec)
     # /metrics before the metrics middleware: a scrape is not a request of the API.
     app.add_middleware(MetricsEndpointMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, route_of=routes.of)
@@ -162,9 +188,10 @@ def _add_cors(app: ConnexionMiddleware, spec: dict, settings: Settings) -> None:
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         allow_origins=list(settings.cors_origins),
         allow_methods=methods,
-        allow_headers=["Authorization", "X-Request-ID", "traceparent", "Accept-Language"],
+        allow_headers=["Authorization", "X-Request-ID", "traceparent", "tracestate", "Accept-Language"],
         expose_headers=[
             "X-Request-ID",
+            "traceparent",
             "Retry-After",
             "WWW-Authenticate",
             "RateLimit-Limit",
@@ -182,6 +209,7 @@ def middleware_stack(
     rate_limits: RateLimits | None = None,
     client_address: ClientAddress | None = None,
     last_resort: Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]] | None = None,
+    tracing: Tracing | None = None,
 ) -> list:
     """Connexion's default middleware stack, with parameter validation compiled per operation in place of
     its request validation, and without its context middleware (it only feeds the decorators that the
@@ -189,7 +217,8 @@ def middleware_stack(
     middleware answers an error that escaped every error handler (one raised inside a handler) with a
     problem too, not Starlette's plain text. With rate limits: per client address before routing, so that a flood of bad
     tokens is limited too, and per token subject right after the token is verified; both inside the
-    exception middleware, which renders their 429."""
+    exception middleware, which renders their 429. `tracing` makes the request's span (W3C trace context
+    ids only, by default)."""
     by_address: list = []
     by_subject: list = []
     if rate_limits is not None:
@@ -209,8 +238,9 @@ def middleware_stack(
             )
         ]
     return [
-        # Outermost: even the server-error middleware's answer carries the request's id.
-        RequestContextMiddleware,
+        # Outermost: even the server-error middleware's answer carries the request's id and trace
+        # context, and the request's span covers everything the server does for it.
+        functools.partial(RequestContextMiddleware, tracing=tracing) if tracing else RequestContextMiddleware,
         functools.partial(ServerErrorMiddleware, handler=last_resort)
         if last_resort
         else ServerErrorMiddleware,
@@ -228,8 +258,10 @@ def middleware_stack(
 
 
 def create_app_from_env() -> ConnexionMiddleware:
-    """Factory for uvicorn (`--factory`), so that each worker process builds its own app and pool."""
-    app = create_app(Settings.from_env())
+    """Factory for uvicorn (`--factory`), so that each worker process builds its own app, pool and, when
+    the OTEL_* variables ask for it, tracer provider (whose export thread must belong to the worker)."""
+    settings = Settings.from_env()
+    app = create_app(settings, tracer_provider=tracer_provider_from_env(settings.service_name))
     # Everything built so far (the spec, the validators, the middleware, the imported modules) lives
     # as long as the process: out of the garbage collector's sight, a full collection no longer walks
     # it, which took the slowest requests' time under load down (see the README's performance section).

@@ -178,11 +178,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     from autional_sessions.auth import TokenVerifier
     from autional_sessions.metrics_dir import prepare_multiprocess_dir
+    from autional_sessions.tracing import otel_export_requested
 
     settings = Settings.from_env()
     # Refuse to start rather than reject every request later: a missing or weak secret, a public-key
-    # algorithm with no key source, a PEM key no configured algorithm can use.
+    # algorithm with no key source, a PEM key no configured algorithm can use; or an OTEL_* setting that
+    # asks for an export this service cannot do (the workers set tracing up, each for itself).
     TokenVerifier(settings)
+    otel_export_requested(os.environ)
     # Before anything imports prometheus_client: every worker process counts into files of this
     # directory, and /metrics adds them up, whichever worker answers the scrape.
     prepare_multiprocess_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

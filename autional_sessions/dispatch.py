@@ -51,10 +51,15 @@ class _Endpoint:
             for name in self._context_arguments:
                 arguments[name] = context.get(name)
         body, status = await self._function(**arguments, **self._services)
+        # The headers the spec requires of every response, here already (the outermost middleware sets
+        # them again) so that response validation, when on, sees them.
+        request = current_request()
         headers = [
-            (b"x-request-id", current_request().request_id.encode()),
+            (b"x-request-id", request.request_id.encode()),
             (b"cache-control", b"no-store"),
         ]
+        if request.span is not None:
+            headers.append((b"traceparent", request.span.traceparent.encode()))
         if body is None:  # 204: no content, and so no content type
             payload = b""
         else:

@@ -118,7 +118,7 @@ class _Formatter(logging.Formatter):
 
 class JsonFormatter(_Formatter):
     """One JSON object a line: time (RFC 3339, UTC, milliseconds), level, logger, message; then the
-    running request's request_id and trace_id, the record's extra fields, and the traceback if any."""
+    running request's request_id, trace_id and span_id, the record's extra fields, and the traceback if any."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -151,7 +151,7 @@ class TextFormatter(_Formatter):
 
 class AccessLogMiddleware(ObservedMiddleware):
     """One INFO line per http request on the `autional_sessions.access` logger, with its request id, route
-    template, method, status, duration, trace id and client address; never its path, query string or
+    template, method, status, duration, trace id, span id and client address; never its path, query string or
     headers, which carry user ids, session ids and tokens. It goes inside `RequestContextMiddleware`
     (whose request id it logs) and outside Connexion's exception middleware (whose status it logs)."""
 
@@ -167,6 +167,7 @@ class AccessLogMiddleware(ObservedMiddleware):
         if not self.logger.isEnabledFor(logging.INFO):
             return
         context = active_request()
+        span = context.span if context else None
         route, method = self.route_of(scope), scope["method"]
         self.logger.info(
             "%s %s %s",
@@ -179,7 +180,9 @@ class AccessLogMiddleware(ObservedMiddleware):
                 "method": method,
                 "status": status,
                 "duration_ms": round(seconds * 1000, 3),
-                "trace_id": context.trace_id if context else None,
+                # The same trace context as the response's traceparent and its problem body.
+                "trace_id": span.traceparent if span else None,
+                "span_id": span.span_id if span else None,
                 "client_ip": self.client_of(scope),
             },
         )
@@ -191,8 +194,9 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     context = active_request()
     if context is not None:
         fields["request_id"] = context.request_id
-        if context.trace_id is not None:
-            fields["trace_id"] = context.trace_id
+        if context.span is not None:
+            fields["trace_id"] = context.span.traceparent
+            fields["span_id"] = context.span.span_id
     fields.update(_extra_fields(record))
     return fields
 

@@ -106,8 +106,10 @@ class ProblemCatalogue:
             "timestamp": utc_timestamp(),
             "service": self.service_name,
         }
-        if ctx.trace_id:
-            body["trace_id"] = ctx.trace_id
+        if ctx.span is not None:
+            # The reference's form: a whole traceparent, here of this service's span of the request.
+            body["trace_id"] = ctx.span.traceparent
+            body["span_id"] = ctx.span.span_id
         if error.errors:
             body["errors"] = [v.as_dict() for v in error.errors]
         headers = dict(error.headers)

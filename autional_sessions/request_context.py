@@ -1,7 +1,8 @@
-"""Per-request identity (request id, trace id, path), set by the outermost middleware.
+"""Per-request identity (request id, path, and this service's span of the request in W3C Trace Context),
+set by the outermost middleware.
 
 It lives in a context variable so that the problem factory can stamp every error response with the
-request's id, whether the error comes from a handler or from Connexion's own middleware.
+request's id and trace context, whether the error comes from a handler or from Connexion's own middleware.
 """
 
 from __future__ import annotations
@@ -13,21 +14,21 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from autional_sessions.tracing import IdTracing, ServerSpan, Tracing, parse_traceparent, parse_tracestate
+
 # What we accept from a caller as its request id: short and free of anything a log line or a header
 # could be abused with (no spaces, quotes, newlines).
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# W3C Trace Context, version 00: an all-zero trace id or parent id is invalid.
-_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
-
-_STAMPED = frozenset({b"x-request-id", b"x-content-type-options"})
+_STAMPED = frozenset({b"x-request-id", b"x-content-type-options", b"traceparent"})
 
 
 @dataclass(frozen=True)
 class RequestContext:
     request_id: str
     path: str
-    trace_id: str | None = None
+    # This service's span of the request; None outside a request.
+    span: ServerSpan | None = None
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("autional_request", default=None)
@@ -49,37 +50,57 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    """Outermost middleware: names the request, and marks every response with that name, no-store and
-    nosniff."""
+    """Outermost middleware: names the request, starts its span (continuing the caller's trace), and marks
+    every response with that name, the span's `traceparent`, no-store and nosniff.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The span's context leaves the service in a `traceparent` response header. W3C Trace Context Level 2
+    defines no response header: `traceresponse` was taken out of it (w3c/trace-context#484) and is a
+    Level 3 draft, so no client library reads it yet. A `traceparent` in a response has the header's one
+    standard format and names this service's span (its parent is the caller's), which is what a caller
+    needs to find the server side of its request in a trace."""
+
+    def __init__(self, app: ASGIApp, *, tracing: Tracing | None = None) -> None:
         self.app = app
+        self.tracing = tracing or IdTracing()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        supplied_id = trace_id = None
+        supplied_id = traceparent = None
+        tracestate: list[str] = []
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 supplied_id = value.decode("latin-1")
             elif name == b"traceparent":
-                trace_id = value.decode("latin-1").strip().lower()
+                # Two traceparent headers are one invalid value (Level 1 §3.2: a single value).
+                traceparent = value.decode("latin-1") if traceparent is None else ""
+            elif name == b"tracestate":
+                tracestate.append(value.decode("latin-1"))
         request_id = (
             supplied_id if supplied_id and _SANE_REQUEST_ID.fullmatch(supplied_id) else new_request_id()
         )
-        if trace_id is not None and not _TRACEPARENT.fullmatch(trace_id):
-            trace_id = None
-        token = _current.set(RequestContext(request_id=request_id, path=scope["path"], trace_id=trace_id))
+        parent = parse_traceparent(traceparent) if traceparent else None
+        # tracestate is read only along a valid traceparent (Level 1 §3.3.1.1).
+        span = self.tracing.start(
+            scope, parent, parse_tracestate(tracestate) if parent and tracestate else ()
+        )
+        token = _current.set(RequestContext(request_id=request_id, path=scope["path"], span=span))
 
         stamps = [
             (b"x-request-id", request_id.encode("latin-1")),
+            (b"traceparent", span.traceparent.encode("latin-1")),
             # No browser may guess another type than the one declared (a JSON body read as HTML).
             (b"x-content-type-options", b"nosniff"),
         ]
 
+        # What the client gets when no response starts: uvicorn answers 500 for an app that sent none.
+        status, error = 500, None
+
         async def send_marked(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 # One pass over the raw headers, replacing any of ours an inner layer set already.
                 kept = []
                 cacheable = False
@@ -97,5 +118,11 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_marked)
+        except BaseException as exc:
+            status, error = 500, exc
+            raise
         finally:
-            _current.reset(token)
+            try:
+                self.tracing.end(span, scope, status, error)
+            finally:
+                _current.reset(token)

@@ -58,16 +58,23 @@ def test_an_unsafe_caller_request_id_is_replaced(client, alice, supplied):
     assert response.json()["request_id"] == response.headers["x-request-id"]
 
 
-def test_problems_carry_the_trace_id_of_a_valid_traceparent(client, alice):
-    body = client.get(URL, headers={"traceparent": TRACEPARENT}).json()
+def test_problems_carry_the_trace_context_of_the_servers_span_in_the_callers_trace(client, alice):
+    response = client.get(URL, headers={"traceparent": TRACEPARENT})
+    body = response.json()
 
-    assert body["trace_id"] == TRACEPARENT
+    assert body["trace_id"] == response.headers["traceparent"]
+    version, trace_id, span_id, flags = body["trace_id"].split("-")
+    assert (version, trace_id, flags) == ("00", TRACEPARENT[3:35], "01")
+    assert body["span_id"] == span_id != TRACEPARENT[36:52]
 
 
-def test_an_invalid_traceparent_is_not_echoed(client, alice):
-    body = client.get(URL, headers={"traceparent": "00-" + "0" * 32 + "-b7ad6b7169203331-01"}).json()
+def test_an_invalid_traceparent_starts_a_new_trace(client, alice):
+    response = client.get(URL, headers={"traceparent": "00-" + "0" * 32 + "-b7ad6b7169203331-01"})
+    body = response.json()
 
-    assert "trace_id" not in body
+    assert body["trace_id"] == response.headers["traceparent"]
+    assert body["trace_id"][3:35] not in (TRACEPARENT[3:35], "0" * 32)
+    assert body["trace_id"].endswith("-00")  # nothing here samples it
 
 
 def test_an_unknown_route_is_a_404_problem(client):

@@ -96,13 +96,13 @@ def test_an_extra_field_cannot_pass_for_one_of_the_line_s_own(output):
     assert (line["level"], line["logger"]) == ("INFO", LOGGER)
 
 
-def test_a_line_logged_during_a_request_carries_its_request_id_and_trace_id(output):
+def test_a_line_logged_during_a_request_carries_its_request_id_and_trace_context(output):
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         logging.getLogger(LOGGER).info("inside")
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    call(
+    response = call(
         RequestContextMiddleware(app),
         "GET",
         "/",
@@ -111,7 +111,10 @@ def test_a_line_logged_during_a_request_carries_its_request_id_and_trace_id(outp
 
     (line,) = lines(output)
     assert line["request_id"] == "req-1"
-    assert line["trace_id"] == TRACEPARENT
+    # This service's span, in the caller's trace: the traceparent the response carries.
+    assert line["trace_id"] == response.headers["traceparent"]
+    assert line["trace_id"].startswith(TRACEPARENT[:36])
+    assert line["span_id"] == line["trace_id"][36:52] != TRACEPARENT[36:52]
 
 
 def test_an_exception_is_rendered_as_its_traceback_in_one_field(output):
@@ -185,7 +188,9 @@ def test_one_access_line_per_request_names_its_route_template_and_no_path_query_
     assert line["route"] == SESSIONS_TEMPLATE
     assert (line["method"], line["status"]) == ("GET", 200)
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
-    assert line["trace_id"] == TRACEPARENT
+    assert line["trace_id"] == response.headers["traceparent"]
+    assert line["trace_id"].startswith(TRACEPARENT[:36])
+    assert line["span_id"] == line["trace_id"][36:52]
     assert line["client_ip"] == "127.0.0.1"
     written = output.getvalue()
     for secret in (SECRET_USER, "page=2", "Bearer", JWT[:20]):
@@ -200,7 +205,9 @@ def test_requests_that_match_no_operation_or_fail_get_one_access_line_each(outpu
 
     found = [(line["route"], line["status"]) for line in access_lines(output)]
     assert found == [(UNMATCHED, 404), ("/broken", 500)]
-    assert all(line["trace_id"] is None for line in access_lines(output))
+    # No traceparent came in: each request is a trace of its own.
+    trace_ids = {line["trace_id"][3:35] for line in access_lines(output)}
+    assert len(trace_ids) == 2
     assert SECRET_USER not in output.getvalue()
 
 
