@@ -219,6 +219,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _contract_test(args: argparse.Namespace) -> int:
     """pytest on the installed contract_tests package: the very suite `make test` runs in process."""
+    import tempfile
     from pathlib import Path
 
     import pytest
@@ -252,6 +253,11 @@ def _contract_test(args: argparse.Namespace) -> int:
         "no:cacheprovider",
         "-q",
         "-rfE",
+        # Connexion's use of jsonschema's old API: a dependency's notice, of no use to the suite's user.
+        "-W",
+        "ignore:jsonschema.RefResolver is deprecated:DeprecationWarning",
+        "-W",
+        "ignore:jsonschema.exceptions.RefResolutionError is deprecated:DeprecationWarning",
     ]
     if args.url:
         argv += [
@@ -268,7 +274,10 @@ def _contract_test(args: argparse.Namespace) -> int:
         argv += ["-p", "autional_sessions.testing"]
     if args.junit_xml:
         argv += ["--junit-xml", args.junit_xml]
-    return int(pytest.main(argv))
+    # Hypothesis keeps its caches in ./.hypothesis by default: not in the caller's working directory.
+    with tempfile.TemporaryDirectory(prefix="autional-contract-") as scratch:
+        os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", scratch)
+        return int(pytest.main(argv))
 
 
 def _docs_build(args: argparse.Namespace) -> int:
