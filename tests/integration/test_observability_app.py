@@ -4,14 +4,11 @@ the app (scopes without `extensions`)."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import logging
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from autional_sessions.log_format import ACCESS_LOGGER, JsonFormatter
 from tests.factories import add_user
 from tests.observed_app import SECRET_USER, SESSIONS_TEMPLATE
 
@@ -28,14 +25,8 @@ def request_counts(text: str) -> dict[tuple[str, str, str], float]:
     }
 
 
-def test_requests_to_the_real_app_are_counted_and_logged_by_template(app, store, auth_headers):
+def test_requests_to_the_real_app_are_counted_and_logged_by_template(app, store, auth_headers, access_log):
     add_user(SECRET_USER)
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    access = logging.getLogger(ACCESS_LOGGER)
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
 
     async def requests() -> tuple[str, list[int], str]:
         transport = httpx.ASGITransport(app=app)
@@ -49,11 +40,7 @@ def test_requests_to_the_real_app_are_counted_and_logged_by_template(app, store,
         finally:
             await store.close()
 
-    try:
-        before, statuses, after = asyncio.run(requests())
-    finally:
-        access.removeHandler(handler)
-        access.setLevel(logging.NOTSET)
+    before, statuses, after = asyncio.run(requests())
 
     assert statuses == [200, 403]
     counted_before, counted_after = request_counts(before), request_counts(after)
@@ -61,8 +48,8 @@ def test_requests_to_the_real_app_are_counted_and_logged_by_template(app, store,
         key = (SESSIONS_TEMPLATE, "GET", str(status))
         assert counted_after[key] - counted_before.get(key, 0) == 1
     assert SECRET_USER not in after
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    lines = [json.loads(line) for line in access_log.getvalue().splitlines()]
     api_lines = [line for line in lines if line["route"] == SESSIONS_TEMPLATE]
     assert [line["status"] for line in api_lines] == statuses
     assert all(line["request_id"].startswith("req_") for line in lines)
-    assert SECRET_USER not in stream.getvalue()
+    assert SECRET_USER not in access_log.getvalue()

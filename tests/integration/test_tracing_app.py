@@ -3,9 +3,7 @@ SERVER span and its SQL statements' CLIENT spans, as OpenTelemetry's in-memory e
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -19,7 +17,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 from starlette.testclient import TestClient
 
 from autional_sessions.app import create_app
-from autional_sessions.log_format import ACCESS_LOGGER, JsonFormatter
 from autional_sessions.testing import test_engine as engine_under_test
 from tests.factories import add_session, add_user
 
@@ -50,21 +47,6 @@ def traced_client(database, settings, store, exporter) -> Iterator[TestClient]:
     app = create_app(settings, store=store, tracer_provider=provider)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
-
-
-@pytest.fixture
-def access_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(ACCESS_LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
 
 
 def test_a_traceparent_is_continued_by_a_new_span_that_the_header_problem_and_log_name(
