@@ -13,7 +13,8 @@ DEMO_DB ?= sqlite:///autional-sessions.db
 DEMO_USER := usr_0000001
 PORT ?= 8000
 
-.PHONY: setup constraints setup-node browser run test test-sqlite test-postgres lint lint-spec format bench clean
+.PHONY: setup constraints setup-node browser run test test-sqlite test-postgres lint lint-spec format bench clean \
+	i18n-extract i18n-update i18n-compile i18n-init
 
 setup: $(STAMP)
 
@@ -95,6 +96,25 @@ format: setup
 bench: setup
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
+
+# Problem texts in other languages (README, "Languages"): gettext catalogues, managed with Babel. Extract
+# the English texts (the code's N_() and Nn_() calls, the spec's problem titles; babel.cfg) into the
+# template, merge it into each language's messages.po, translate, then compile the .mo files the server
+# reads (committed, so that they ship in the wheel). A new language: make i18n-init LOCALE=ja
+LOCALE_DIR := autional_sessions/locale
+i18n-extract: setup
+	$(BIN)/pybabel extract -F babel.cfg --no-default-keywords -k N_ -k Nn_:1,2 --add-comments=Translators: \
+		--add-location=file --sort-by-file --project=autional-sessions --copyright-holder=Autional \
+		-o $(LOCALE_DIR)/messages.pot autional_sessions handlers db
+
+i18n-update: i18n-extract
+	$(BIN)/pybabel update -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) --no-fuzzy-matching --ignore-obsolete
+
+i18n-compile: setup
+	$(BIN)/pybabel compile -d $(LOCALE_DIR) --statistics
+
+i18n-init: i18n-extract
+	$(BIN)/pybabel init -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) -l $(LOCALE)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis reports

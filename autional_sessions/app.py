@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import compile_path
 
-from autional_sessions.auth import TokenVerifier, bearer_security_handler
+from autional_sessions.auth import NO_TOKEN, TokenVerifier, bearer_security_handler
 from autional_sessions.client_address import ClientAddress
 from autional_sessions.config import Settings
 from autional_sessions.db.errors import DatabaseUnavailable
@@ -49,6 +49,7 @@ from autional_sessions.db.queries import SessionQueries
 from autional_sessions.db.revocations import SessionRevocations
 from autional_sessions.db.store import Store, open_store
 from autional_sessions.dispatch import OperationDispatcher
+from autional_sessions.i18n import N_
 from autional_sessions.log_format import AccessLogMiddleware
 from autional_sessions.metrics import (
     MetricsEndpointMiddleware,
@@ -75,6 +76,13 @@ logger = logging.getLogger("autional_sessions")
 # each HTTP status they use maps to one problem type of our catalogue.
 # The Operations probes: never rate limited.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+# The details of the problems made here, and of the framework's: its own texts are English only.
+INTERNAL_ERROR = N_("An unexpected error occurred; quote request_id %(request_id)s")
+_UNAVAILABLE = N_("The session store is unavailable; retry in %(retry_after)d seconds")
+_NO_ROUTE = N_("No operation of this API has the path %(path)s")
+_NO_METHOD = N_("This path does not take %(method)s; see the Allow header")
+_BAD_TOKEN = N_("The token is not acceptable")
+_BAD_REQUEST = N_("The request does not conform to the contract of this operation")
 FRAMEWORK_PROBLEM_TYPES = {
     400: "invalid-request",
     401: "invalid-token",
@@ -291,15 +299,21 @@ def _last_resort(
     """The answer to an error no handler could turn into a response (a fault inside a handler): the
     internal-error problem, made with as little as can go wrong."""
 
-    async def last_resort(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    async def last_resort(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         request_id = current_request().request_id
         with contextlib.suppress(Exception):  # the log may be what failed
             logger.error("error while handling an error (request_id=%s)", request_id, exc_info=exc)
         return catalogue.render(
-            ProblemError("internal-error", f"An unexpected error occurred; quote request_id {request_id}")
+            ProblemError("internal-error", INTERNAL_ERROR, args={"request_id": request_id}),
+            _accept_language(request),
         )
 
     return last_resort
+
+
+def _accept_language(request: ConnexionRequest) -> str | None:
+    # Read only when a problem is made: a successful response never looks at the header.
+    return request.headers.get("accept-language")
 
 
 def _add_error_handlers(
@@ -309,48 +323,57 @@ def _add_error_handlers(
     allowed_methods: Callable[[str], str | None],
 ) -> None:
     # async: Connexion would run a plain function in a worker thread, a hop an error does not need.
-    async def problem_error(_request: ConnexionRequest, exc: ProblemError) -> ConnexionResponse:
-        return catalogue.render(exc)
+    async def problem_error(request: ConnexionRequest, exc: ProblemError) -> ConnexionResponse:
+        return catalogue.render(exc, _accept_language(request))
 
     async def framework_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
         status = exc.status_code
         if status >= 500:
             return await internal_error(request, exc)
         # Any other client error the framework raises breaks the contract of the request.
+        # The framework's own texts are English only, so each status gets one of ours, in every language.
         type_name = FRAMEWORK_PROBLEM_TYPES.get(status, "invalid-request")
-        detail = getattr(exc, "detail", None) or catalogue[type_name].title
-        if status == 401 and "No authorization token" in detail:
-            type_name = "missing-credentials"
-        elif status == 404:
-            detail = f"No operation of this API has the path {request.url.path}"
+        message, args = _BAD_REQUEST, {}
         headers = dict(exc.headers or {})
-        if status == 405:
-            detail = f"This path does not take {request.method}; see the Allow header"
+        if status == 401:
+            if "No authorization token" in (getattr(exc, "detail", None) or ""):
+                type_name, message, args = "missing-credentials", NO_TOKEN, {}
+            else:
+                message, args = _BAD_TOKEN, {}
+            headers.setdefault("WWW-Authenticate", 'Bearer realm="autional-sessions"')
+        elif status == 404:
+            message, args = _NO_ROUTE, {"path": request.url.path}
+        elif status == 405:
+            message, args = _NO_METHOD, {"method": request.method}
             # Connexion's router answers from the one route (path and method) it matched first, so its
             # Allow names that route's methods only; the spec knows every method of the path.
             headers["Allow"] = allowed_methods(request.url.path) or headers.get("Allow", "")
-        if status == 401:
-            headers.setdefault("WWW-Authenticate", 'Bearer realm="autional-sessions"')
-        return catalogue.render(ProblemError(type_name, detail, headers=headers))
+        return catalogue.render(
+            ProblemError(type_name, message, args=args, headers=headers), _accept_language(request)
+        )
 
-    async def unavailable(_request: ConnexionRequest, exc: DatabaseUnavailable) -> ConnexionResponse:
+    async def unavailable(request: ConnexionRequest, exc: DatabaseUnavailable) -> ConnexionResponse:
         record_database_error("unavailable")
         logger.warning("database unavailable (request_id=%s): %s", current_request().request_id, exc)
+        retry_after = settings.retry_after_seconds
         return catalogue.render(
             ProblemError(
                 "service-unavailable",
-                "The session store is unavailable; retry later",
-                retry_after=settings.retry_after_seconds,
-            )
+                _UNAVAILABLE,
+                args={"retry_after": retry_after},
+                retry_after=retry_after,
+            ),
+            _accept_language(request),
         )
 
-    async def internal_error(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    async def internal_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         ctx = current_request()
         if isinstance(exc, sqlite3.Error | asyncpg.PostgresError):
             record_database_error("error")
         logger.error("unexpected error (request_id=%s)", ctx.request_id, exc_info=exc)
         return catalogue.render(
-            ProblemError("internal-error", f"An unexpected error occurred; quote request_id {ctx.request_id}")
+            ProblemError("internal-error", INTERNAL_ERROR, args={"request_id": ctx.request_id}),
+            _accept_language(request),
         )
 
     app.add_error_handler(ProblemError, problem_error)

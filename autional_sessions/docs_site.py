@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from autional_sessions import SERVICE_NAME
 from autional_sessions.config import Settings
+from autional_sessions.i18n import Languages
 from autional_sessions.problems import ProblemCatalogue, ProblemType
 from autional_sessions.spec import HTTP_METHODS, load_spec, spec_path
 
@@ -109,7 +110,7 @@ def build_site(
         "problems/index.html": _problems_index(spec, catalogue),
     }
     for problem in catalogue:
-        files[f"problems/{problem.name}/index.html"] = _problem_page(spec, problem)
+        files[f"problems/{problem.name}/index.html"] = _problem_page(spec, problem, catalogue.languages)
 
     written = []
     for relative, text in files.items():
@@ -176,7 +177,7 @@ def problem_page(
         problem = catalogue[name]
     except KeyError:
         return None
-    return _problem_page(spec, problem)
+    return _problem_page(spec, problem, catalogue.languages)
 
 
 def problem_routes(
@@ -188,7 +189,7 @@ def problem_routes(
     # Built once: the pages only change with the spec, which is read once per process.
     catalogue = _catalogue(spec, problem_base_uri)
     index = _problems_index(spec, catalogue)
-    pages = {problem.name: _problem_page(spec, problem) for problem in catalogue}
+    pages = {problem.name: _problem_page(spec, problem, catalogue.languages) for problem in catalogue}
 
     async def show_index(_request: Request) -> Response:
         return _page_response(index)
@@ -242,7 +243,7 @@ def _entries(spec: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
     return spec["components"]["schemas"]["dto.Problem"]["x-problem-types"]
 
 
-def _problem_page(spec: Mapping[str, Any], problem: ProblemType) -> str:
+def _problem_page(spec: Mapping[str, Any], problem: ProblemType, languages: Languages) -> str:
     entry = _entries(spec)[problem.name]
     example = json.dumps(_example_problem(spec, problem), indent=2, ensure_ascii=False)
     body = f"""<nav><a href="../index.html">All problem types</a> ·
@@ -254,7 +255,13 @@ def _problem_page(spec: Mapping[str, Any], problem: ProblemType) -> str:
 <dt>HTTP status</dt><dd>{_status_text(problem.status)}</dd>
 <dt><code>code</code></dt><dd>{problem.code}</dd>
 <dt><code>i18n_key</code></dt><dd><code>{html.escape(problem.i18n_key)}</code></dd>
+<dt><code>i18n_args</code></dt><dd>{_code_list(entry.get("i18n_args", ())) or "none"}</dd>
 </dl>
+<h2>In each language</h2>
+<p>The <code>title</code> as the server writes it for each language that <code>Accept-Language</code> can
+choose (the response's <code>Content-Language</code> says which); <code>detail</code> is written in the same
+language, and its values are also in <code>i18n_args</code>.</p>
+{_titles_table(problem, languages)}
 <h2>When it happens</h2>
 <p>{_prose(entry.get("description", ""))}</p>
 <h2>What to do</h2>
@@ -268,7 +275,12 @@ def _problem_page(spec: Mapping[str, Any], problem: ProblemType) -> str:
 def _problems_index(spec: Mapping[str, Any], catalogue: ProblemCatalogue) -> str:
     rows = "\n".join(
         f'<tr><td><a href="{html.escape(p.name)}/index.html">{html.escape(p.title)}</a><br>'
-        f"<code>{html.escape(p.name)}</code></td><td>{p.status}</td><td>{p.code}</td>"
+        + "".join(
+            f'<span lang="{language.tag}">{html.escape(language.text(p.title))}</span><br>'
+            for language in catalogue.languages
+            if language is not catalogue.languages.default
+        )
+        + f"<code>{html.escape(p.name)}</code></td><td>{p.status}</td><td>{p.code}</td>"
         f"<td><code>{html.escape(p.i18n_key)}</code></td>"
         f"<td>{_prose(_entries(spec)[p.name].get('description', ''))}</td></tr>"
         for p in catalogue
@@ -286,6 +298,25 @@ def _problems_index(spec: Mapping[str, Any], catalogue: ProblemCatalogue) -> str
 </table>
 </main>"""
     return _document(f"Problem types — {spec['info']['title']}", body)
+
+
+def _titles_table(problem: ProblemType, languages: Languages) -> str:
+    rows = "\n".join(
+        f"<tr><td>{html.escape(language.locale.get_display_name(language.locale) or language.tag)} "
+        f'<code>{language.tag}</code></td><td lang="{language.tag}">{html.escape(language.text(problem.title))}'
+        "</td></tr>"
+        for language in languages
+    )
+    return f"""<table>
+<thead><tr><th>language (<code>Content-Language</code>)</th><th>title</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>"""
+
+
+def _code_list(names: Any) -> str:
+    return ", ".join(f"<code>{html.escape(str(name))}</code>" for name in names)
 
 
 def _remedy(entry: Mapping[str, Any]) -> str:

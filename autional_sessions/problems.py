@@ -4,6 +4,10 @@ The catalogue of problem types (status, business code, title, i18n key) is read 
 `x-problem-types`, so the published spec and the server cannot disagree about them. Code anywhere in the
 request path raises `ProblemError` with a type name and a detail; the error handlers in `app.py` turn it,
 and every exception Connexion or Starlette raises, into an RFC 9457 response through `render`.
+
+A detail is an English text marked for translation (`i18n.N_`), with named placeholders for the values of
+the instance, which travel apart as `args`: `render` writes the title and the detail in the language the
+request's `Accept-Language` chooses, and the values as `i18n_args`, so a client can write its own text.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from connexion.lifecycle import ConnexionResponse
 
+from autional_sessions.i18n import Args, Languages, Message, shipped_languages
 from autional_sessions.request_context import current_request
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -42,20 +47,28 @@ class FieldViolation:
 
 
 class ProblemError(Exception):
-    """An error a caller can cause, named by its problem type in the catalogue."""
+    """An error a caller can cause, named by its problem type in the catalogue.
+
+    `message` is the English detail, a gettext message id whose `%(name)s` placeholders `args` fills;
+    `detail` is that text in English, for logs and tests. Never put a token, a key or a session id in
+    `args`: they are sent back in every language.
+    """
 
     def __init__(
         self,
         type_name: str,
-        detail: str,
+        message: Message,
         *,
+        args: Args | None = None,
         errors: Sequence[FieldViolation] = (),
         headers: Mapping[str, str] | None = None,
         retry_after: int | None = None,
     ) -> None:
-        super().__init__(detail)
+        self.message = message
+        self.i18n_args = dict(args or {})
+        self.detail = shipped_languages().default.text(message, self.i18n_args)
+        super().__init__(self.detail)
         self.type_name = type_name
-        self.detail = detail
         self.errors = tuple(errors)
         self.headers = dict(headers or {})
         self.retry_after = retry_after
@@ -64,9 +77,12 @@ class ProblemError(Exception):
 class ProblemCatalogue:
     """Problem types by name, built once at start-up from the spec."""
 
-    def __init__(self, types: Mapping[str, ProblemType], service_name: str) -> None:
+    def __init__(
+        self, types: Mapping[str, ProblemType], service_name: str, languages: Languages | None = None
+    ) -> None:
         self._types = dict(types)
         self.service_name = service_name
+        self.languages = languages or shipped_languages()
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], base_uri: str, service_name: str) -> ProblemCatalogue:
@@ -90,15 +106,17 @@ class ProblemCatalogue:
     def __iter__(self):
         return iter(self._types.values())
 
-    def render(self, error: ProblemError) -> ConnexionResponse:
-        """The one place a problem response is made."""
+    def render(self, error: ProblemError, accept_language: str | None = None) -> ConnexionResponse:
+        """The one place a problem response is made, in the language `accept_language` (the request's
+        `Accept-Language`) chooses."""
         ptype = self._types[error.type_name]
         ctx = current_request()
+        language = self.languages.negotiate(accept_language)
         body: dict[str, Any] = {
             "type": ptype.type_uri,
-            "title": ptype.title,
+            "title": language.text(ptype.title),
             "status": ptype.status,
-            "detail": error.detail,
+            "detail": language.text(error.message, error.i18n_args),
             "instance": ctx.path,
             "code": ptype.code,
             "i18n_key": ptype.i18n_key,
@@ -106,6 +124,8 @@ class ProblemCatalogue:
             "timestamp": utc_timestamp(),
             "service": self.service_name,
         }
+        if error.i18n_args:
+            body["i18n_args"] = error.i18n_args
         if ctx.span is not None:
             # The reference's form: a whole traceparent, here of this service's span of the request.
             body["trace_id"] = ctx.span.traceparent
@@ -113,6 +133,10 @@ class ProblemCatalogue:
         if error.errors:
             body["errors"] = [v.as_dict() for v in error.errors]
         headers = dict(error.headers)
+        headers["Content-Language"] = language.tag
+        # Caches that keep problems (the server says no-store, but not every cache listens) must not
+        # hand one language's text to a caller who asked for another.
+        headers["Vary"] = "Accept-Language"
         if error.retry_after is not None:
             body["retry_after"] = error.retry_after
             headers["Retry-After"] = str(error.retry_after)

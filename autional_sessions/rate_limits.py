@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autional_sessions.client_address import ClientAddress
 from autional_sessions.db.url import redact
+from autional_sessions.i18n import N_
 from autional_sessions.problems import ProblemError
 
 logger = logging.getLogger("autional_sessions.rate_limits")
@@ -239,7 +240,7 @@ class ClientRateLimitMiddleware:
         await _apply(
             decision,
             lambda: self.on_refusal("ip"),
-            "Too many requests from this client address; retry later",
+            N_("Too many requests from this client address; retry in %(retry_after)d seconds"),
             self.app,
             scope,
             receive,
@@ -268,7 +269,7 @@ class SubjectRateLimitMiddleware:
         await _apply(
             decision,
             lambda: self.on_refusal("sub"),
-            "Too many requests for this user; retry later",
+            N_("Too many requests for this user; retry in %(retry_after)d seconds"),
             self.app,
             scope,
             receive,
@@ -292,7 +293,11 @@ async def _apply(
     if not decision.allowed:
         refused()
         raise ProblemError(
-            "rate-limited", refusal, retry_after=decision.retry_after, headers=decision.headers()
+            "rate-limited",
+            refusal,
+            args={"retry_after": decision.retry_after},
+            retry_after=decision.retry_after,
+            headers=decision.headers(),
         )
 
     async def send_with_budget(message: Message) -> None:

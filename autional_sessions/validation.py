@@ -25,10 +25,12 @@ from jsonschema import Draft4Validator, ValidationError
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from autional_sessions.i18n import Nn_
 from autional_sessions.problems import FieldViolation, ProblemError
 
 # Where the validated, typed arguments of a request travel from validation to the handler.
 ARGUMENTS_EXTENSION = "autional_arguments"
+_INVALID = Nn_("%(count)d request parameter is invalid", "%(count)d request parameters are invalid")
 _FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -197,9 +199,9 @@ class OperationParameters:
             else:
                 arguments[param.name] = value
         if violations:
-            count = len(violations)
-            noun = "parameter is" if count == 1 else "parameters are"
-            raise ProblemError("invalid-request", f"{count} request {noun} invalid", errors=violations)
+            raise ProblemError(
+                "invalid-request", _INVALID, args={"count": len(violations)}, errors=violations
+            )
         return arguments
 
 

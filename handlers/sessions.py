@@ -16,6 +16,7 @@ from typing import Any
 from autional_sessions.db.models import SESSION_FIELDS
 from autional_sessions.db.queries import OtherTenant, SessionQueries
 from autional_sessions.db.revocations import SessionRevocations
+from autional_sessions.i18n import N_
 from autional_sessions.problems import ProblemError, utc_timestamp
 from autional_sessions.request_context import current_request
 
@@ -29,11 +30,17 @@ def _now() -> dt.datetime:
 def _own_user(user_id: str, user: str) -> None:
     # Decided before any lookup, so that nobody learns from the answer whether another user exists.
     if user != user_id:
-        raise ProblemError("user-mismatch", "The token does not belong to the user in the path")
+        raise ProblemError("user-mismatch", N_("The token does not belong to the user in the path"))
 
 
 def _other_tenant() -> ProblemError:
-    return ProblemError("tenant-mismatch", "The user in the path does not belong to the token's tenant")
+    return ProblemError("tenant-mismatch", N_("The user in the path does not belong to the token's tenant"))
+
+
+def _no_user(user_id: str) -> ProblemError:
+    return ProblemError(
+        "user-not-found", N_("No user with the ID %(user_id)s exists"), args={"user_id": user_id}
+    )
 
 
 async def list_user_sessions(
@@ -55,7 +62,7 @@ async def list_user_sessions(
     except OtherTenant:
         raise _other_tenant() from None
     if found is None:
-        raise ProblemError("user-not-found", "No user with this ID exists")
+        raise _no_user(user_id)
     items = [dict(zip(SESSION_FIELDS, row, strict=True)) for row in found.rows]
     current = token_info.get("sid")
     if current is not None:
@@ -94,7 +101,8 @@ async def revoke_session(
     tenant = await _checked_tenant(sessions, user_id, token_info.get(tenant_claim))
     now = _now()
     if not await revocations.revoke(user_id, session_id, now, tenant):
-        raise ProblemError("session-not-found", "You have no active session with this ID")
+        # The session id stays out of the problem: it is a credential of the device it names.
+        raise ProblemError("session-not-found", N_("You have no active session with this ID"))
     _audit(user_id, [session_id], now)
     return None, 204
 
@@ -113,7 +121,7 @@ async def revoke_other_sessions(
     now = _now()
     revoked = await revocations.revoke_others(user_id, token_info.get("sid"), now, tenant)
     if not revoked and not await sessions.user_exists(user_id):
-        raise ProblemError("user-not-found", "No user with this ID exists")
+        raise _no_user(user_id)
     _audit(user_id, revoked, now)
     return {"code": 0, "message": "success", "timestamp": utc_timestamp(now), "revoked": len(revoked)}, 200
 
