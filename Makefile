@@ -105,6 +105,7 @@ LOCALE_DIR := autional_sessions/locale
 i18n-extract: setup
 	$(BIN)/pybabel extract -F babel.cfg --no-default-keywords -k N_ -k Nn_:1,2 --add-comments=Translators: \
 		--add-location=file --sort-by-file --project=autional-sessions --copyright-holder=Autional \
+		--msgid-bugs-address=https://autional.com \
 		-o $(LOCALE_DIR)/messages.pot autional_sessions handlers db
 
 i18n-update: i18n-extract
