@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import gettext
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +110,7 @@ class Languages:
             found.append(Language(name.replace("_", "-"), Locale.parse(name), translations))
         return cls(found)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Language]:
         return iter(self._languages)
 
     def negotiate(self, accept_language: str | None) -> Language:
