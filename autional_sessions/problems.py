@@ -12,6 +12,7 @@ request's `Accept-Language` chooses, and the values as `i18n_args`, so a client 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 from connexion.lifecycle import ConnexionResponse
 
-from autional_sessions.i18n import Args, Languages, Message, shipped_languages
+from autional_sessions.i18n import Args, Language, Languages, Message, shipped_languages
 from autional_sessions.request_context import current_request
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -38,12 +39,21 @@ class ProblemType:
 
 @dataclass(frozen=True)
 class FieldViolation:
+    """One parameter's violation: `message` (an English gettext message id, `args` filling its
+    placeholders) becomes the `description`, in the problem's language."""
+
     field: str
     code: str
-    description: str
+    message: Message
+    args: Args = dataclasses.field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "code": self.code, "description": self.description}
+    @property
+    def description(self) -> str:
+        """The description in English, for logs and tests."""
+        return shipped_languages().default.text(self.message, self.args)
+
+    def as_dict(self, language: Language) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "description": language.text(self.message, self.args)}
 
 
 class ProblemError(Exception):
@@ -131,7 +141,7 @@ class ProblemCatalogue:
             body["trace_id"] = ctx.span.traceparent
             body["span_id"] = ctx.span.span_id
         if error.errors:
-            body["errors"] = [v.as_dict() for v in error.errors]
+            body["errors"] = [v.as_dict(language) for v in error.errors]
         headers = dict(error.headers)
         headers["Content-Language"] = language.tag
         # Caches that keep problems (the server says no-store, but not every cache listens) must not

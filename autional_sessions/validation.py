@@ -25,7 +25,7 @@ from jsonschema import Draft4Validator, ValidationError
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from autional_sessions.i18n import Nn_
+from autional_sessions.i18n import N_, Args, Message, Nn_
 from autional_sessions.problems import FieldViolation, ProblemError
 
 # Where the validated, typed arguments of a request travel from validation to the handler.
@@ -40,37 +40,53 @@ def validated_arguments(scope: Scope) -> dict[str, Any]:
     return scope["extensions"][ARGUMENTS_EXTENSION]
 
 
-def describe(error: ValidationError, schema: dict) -> tuple[str, str]:
-    """(code, description) for one jsonschema error, in words a caller understands."""
+# What a value of the wrong type must be, by JSON Schema type: whole texts, so that each translates whole.
+_MUST_BE_TYPE: dict[str, str] = {
+    "integer": N_("must be an integer"),
+    "number": N_("must be a number"),
+    "string": N_("must be a string"),
+    "boolean": N_("must be true or false"),
+    "array": N_("must be an array"),
+    "object": N_("must be an object"),
+}
+
+
+def describe(error: ValidationError, schema: dict) -> tuple[str, Message, Args]:
+    """(code, description, the description's arguments) for one jsonschema error, in words a caller
+    understands; the description is an English gettext message id, translated when the problem is
+    written."""
     kind = error.validator
     if kind == "type":
-        return "format", f"must be {_article(schema.get('type', 'value'))}"
+        type_name = str(schema.get("type", "value"))
+        if type_name in _MUST_BE_TYPE:
+            return "format", _MUST_BE_TYPE[type_name], {}
+        return "format", N_("must be of type %(type)s"), {"type": type_name}
     if kind in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}:
         low, high = schema.get("minimum"), schema.get("maximum")
         if low is not None and high is not None:
-            return "range", f"must be from {low} to {high}"
+            return "range", N_("must be from %(minimum)s to %(maximum)s"), {"minimum": low, "maximum": high}
         if low is not None:
-            return "range", f"must be at least {low}"
-        return "range", f"must be at most {high}"
+            return "range", N_("must be at least %(minimum)s"), {"minimum": low}
+        return "range", N_("must be at most %(maximum)s"), {"maximum": high}
     if kind in {"minLength", "maxLength"}:
-        return "length", (
-            f"must be {schema.get('minLength', 0)} to {schema['maxLength']} characters long"
-            if "maxLength" in schema
-            else f"must be at least {schema['minLength']} characters long"
+        if "maxLength" in schema:
+            return (
+                "length",
+                N_("must be %(min_length)s to %(max_length)s characters long"),
+                {"min_length": schema.get("minLength", 0), "max_length": schema["maxLength"]},
+            )
+        return (
+            "length",
+            N_("must be at least %(min_length)s characters long"),
+            {"min_length": schema["minLength"]},
         )
     if kind == "pattern":
-        return "pattern", f"must match {schema['pattern']}"
+        return "pattern", N_("must match %(pattern)s"), {"pattern": schema["pattern"]}
     if kind == "enum":
-        return "enum", "must be one of " + ", ".join(map(str, schema["enum"]))
+        return "enum", N_("must be one of %(values)s"), {"values": ", ".join(map(str, schema["enum"]))}
     if kind == "format":
-        return "format", f"must be a valid {schema.get('format')}"
-    return "invalid", f"is not valid ({kind})"
-
-
-def _article(type_name: str) -> str:
-    return {"integer": "an integer", "array": "an array", "object": "an object"}.get(
-        type_name, f"a {type_name}"
-    )
+        return "format", N_("must be a valid %(format)s"), {"format": str(schema.get("format"))}
+    return "invalid", N_("is not valid (%(rule)s)"), {"rule": str(kind)}
 
 
 def _coercer(schema: dict) -> Callable[[Any], Any]:
@@ -122,12 +138,12 @@ class _Parameter:
             return []
         violations, seen = [], set()
         for error in self.validator.iter_errors(value):
-            code, description = describe(
+            code, message, args = describe(
                 error, self.schema.get("items", self.schema) if self.array else self.schema
             )
             if code not in seen:
                 seen.add(code)
-                violations.append(FieldViolation(self.name, code, description))
+                violations.append(FieldViolation(self.name, code, message, args))
         return violations
 
 
@@ -160,7 +176,7 @@ class OperationParameters:
         violations: list[FieldViolation] = []
         if self._strict:
             violations.extend(
-                FieldViolation(name, "unknown", "is not a parameter of this operation")
+                FieldViolation(name, "unknown", N_("is not a parameter of this operation"))
                 for name in sorted(query.keys() - self._known_query)
             )
         arguments = dict(self._defaults)
@@ -171,7 +187,7 @@ class OperationParameters:
                 if values and len(values) > 1 and not param.array:
                     # A repeated single-valued parameter is ambiguous (which one wins differs between
                     # proxies and frameworks: HTTP parameter pollution), so it is refused, not resolved.
-                    violations.append(FieldViolation(param.name, "duplicate", "must be given once"))
+                    violations.append(FieldViolation(param.name, "duplicate", N_("must be given once")))
                     continue
                 raw = values if values is None or param.array else values[0]
             elif param.location == "path":
@@ -182,7 +198,7 @@ class OperationParameters:
                 raw = cookies.get(param.name)
             if raw is None:
                 if param.required:
-                    violations.append(FieldViolation(param.name, "required", "is required"))
+                    violations.append(FieldViolation(param.name, "required", N_("is required")))
                 continue
             if param.array:
                 items = (

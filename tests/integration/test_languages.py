@@ -165,6 +165,17 @@ def test_every_problem_type_speaks_chinese_and_english_alike(client, ctx, type_n
     for name, value in zh_args.items():
         if name != "request_id":  # the one value that differs between the two requests
             assert str(value) in zh_body["detail"] and str(value) in en_body["detail"], name
+    # Each parameter's violation: the same field and code, its description in the language too.
+    assert [(e["field"], e["code"]) for e in zh_body.get("errors", [])] == [
+        (e["field"], e["code"]) for e in en_body.get("errors", [])
+    ]
+    assert all(HAN.search(e["description"]) for e in zh_body.get("errors", []))
+    assert not any(HAN.search(e["description"]) for e in en_body.get("errors", []))
+    if type_name == "invalid-request":
+        assert {e["description"] for e in zh_body["errors"]} == {
+            "必须在 1 到 100000 之间",
+            "必须在 1 到 100 之间",
+        }
     if type_name in ("rate-limited", "service-unavailable"):
         assert zh_args["retry_after"] == zh_body["retry_after"]
     if type_name == "internal-error":

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from jsonschema import Draft4Validator
 
+from autional_sessions.i18n import shipped_languages
 from autional_sessions.validation import describe
 
 PAGE = {"type": "integer", "minimum": 1, "maximum": 100000}
@@ -19,9 +20,11 @@ USER = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z_]+$
         (USER, "a" * 65, ("length", "must be 1 to 64 characters long")),
         (USER, "A!", ("pattern", "must match ^[a-z_]+$")),
         ({"enum": ["a", "b"]}, "c", ("enum", "must be one of a, b")),
+        ({"type": "boolean"}, "yes", ("format", "must be true or false")),
     ],
 )
 def test_describes_a_violation_in_plain_words(schema, value, expected):
     error = next(Draft4Validator(schema).iter_errors(value))
 
-    assert describe(error, schema) == expected
+    code, message, args = describe(error, schema)
+    assert (code, shipped_languages().default.text(message, args)) == expected
