@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml constraints.txt
 constraints:
 	rm -rf .venv-constraints
 	$(PYTHON) -m venv .venv-constraints
-	.venv-constraints/bin/pip install --quiet -e '.[dev]'
+	.venv-constraints/bin/pip install --quiet -e '.[dev,bench]'
 	{ sed -n '1,3p' constraints.txt; .venv-constraints/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf .venv-constraints
@@ -95,6 +95,7 @@ format: setup
 # noisy on a shared machine, so not part of `make test`. Options: make bench BENCH_ARGS='--cases sqlite-20'
 bench: setup
 	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
 # Problem texts in other languages (README, "Languages"): gettext catalogues, managed with Babel. Extract
