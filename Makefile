@@ -104,7 +104,7 @@ bench: setup
 # reads (committed, so that they ship in the wheel). A new language: make i18n-init LOCALE=ja
 LOCALE_DIR := autional_sessions/locale
 i18n-extract: setup
-	$(BIN)/pybabel extract -F babel.cfg --no-default-keywords -k N_ -k Nn_:1,2 --add-comments=Translators: \
+	$(BIN)/pybabel extract -F babel.cfg --no-default-keywords -k N_:1c,2 -k Nn_:1c,2,3 --add-comments=Translators: \
 		--add-location=file --sort-by-file --project=autional-sessions --copyright-holder=Autional \
 		--msgid-bugs-address=https://autional.com \
 		-o $(LOCALE_DIR)/messages.pot autional_sessions handlers db

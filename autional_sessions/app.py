@@ -77,12 +77,12 @@ logger = logging.getLogger("autional_sessions")
 # The Operations probes: never rate limited.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 # The details of the problems made here, and of the framework's: its own texts are English only.
-INTERNAL_ERROR = N_("An unexpected error occurred; quote request_id %(request_id)s")
-_UNAVAILABLE = N_("The session store is unavailable; retry in %(retry_after)d seconds")
-_NO_ROUTE = N_("No operation of this API has the path %(path)s")
-_NO_METHOD = N_("This path does not take %(method)s; see the Allow header")
-_BAD_TOKEN = N_("The token is not acceptable")
-_BAD_REQUEST = N_("The request does not conform to the contract of this operation")
+INTERNAL_ERROR = N_("internal-error", "An unexpected error occurred; quote request_id %(request_id)s")
+_UNAVAILABLE = N_("service-unavailable", "The session store is unavailable; retry in %(retry_after)d seconds")
+_NO_ROUTE = N_("route-not-found", "No operation of this API has the path %(path)s")
+_NO_METHOD = N_("method-not-allowed", "This path does not take %(method)s; see the Allow header")
+_BAD_TOKEN = N_("invalid-token", "The token is not acceptable")
+_BAD_REQUEST = N_("invalid-request", "The request does not conform to the contract of this operation")
 FRAMEWORK_PROBLEM_TYPES = {
     400: "invalid-request",
     401: "invalid-token",

@@ -17,18 +17,18 @@ import jwt
 from connexion.security import BearerSecurityHandler
 
 from autional_sessions.config import MIN_HS_SECRET_BYTES, ConfigError, Settings
-from autional_sessions.i18n import N_, Args
+from autional_sessions.i18n import N_, Args, Text
 from autional_sessions.problems import ProblemError
 from autional_sessions.token_keys import KeysUnavailable, UnknownKey, public_keys
 
 REALM = "autional-sessions"
 MISSING_CHALLENGE = f'Bearer realm="{REALM}"'
-NO_TOKEN = N_("The request carries no bearer token")
+NO_TOKEN = N_("missing-credentials", "The request carries no bearer token")
 # `typ` values of a JWT access token (RFC 7519 §5.1, RFC 9068 §2.1), compared case-insensitively.
 _JWT_TYPES = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
 
 
-def invalid_token(type_name: str, message: str, args: Args | None = None) -> ProblemError:
+def invalid_token(type_name: str, message: Text, args: Args | None = None) -> ProblemError:
     error = ProblemError(type_name, message, args=args)
     # The English detail goes into a quoted header parameter, which RFC 6750 §3 keeps to ASCII: keep the
     # texts and their values (claim names) free of quotes.
@@ -38,7 +38,7 @@ def invalid_token(type_name: str, message: str, args: Args | None = None) -> Pro
     return error
 
 
-def missing_token(message: str) -> ProblemError:
+def missing_token(message: Text) -> ProblemError:
     return ProblemError("missing-credentials", message, headers={"WWW-Authenticate": MISSING_CHALLENGE})
 
 
@@ -80,54 +80,74 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> dict[str, Any]:
         if len(token) > self._max_bytes:
-            raise invalid_token("invalid-token", N_("The token is larger than this server accepts"))
+            raise invalid_token(
+                "invalid-token", N_("invalid-token", "The token is larger than this server accepts")
+            )
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
-            raise invalid_token("invalid-token", N_("The token is malformed")) from None
+            raise invalid_token("invalid-token", N_("invalid-token", "The token is malformed")) from None
         algorithm = header.get("alg")
         typ = header.get("typ")
         if typ is not None and (not isinstance(typ, str) or typ.lower() not in _JWT_TYPES):
-            raise invalid_token("invalid-token", N_("The token is not a JWT access token (typ)"))
+            raise invalid_token(
+                "invalid-token", N_("invalid-token", "The token is not a JWT access token (typ)")
+            )
         if "crit" in header:
             raise invalid_token(
-                "invalid-token", N_("The token requires a header extension this server does not support")
+                "invalid-token",
+                N_("invalid-token", "The token requires a header extension this server does not support"),
             )
         if algorithm not in self._algorithms:
             raise invalid_token(
-                "invalid-token", N_("The token is signed with an algorithm this server does not accept")
+                "invalid-token",
+                N_("invalid-token", "The token is signed with an algorithm this server does not accept"),
             )
         key = await self._key_for(algorithm, header.get("kid"))
         try:
             claims = self._jwt.decode(token, key, algorithms=[algorithm], **self._decode_kwargs)
         except jwt.ExpiredSignatureError:
-            raise invalid_token("token-expired", N_("The token has expired")) from None
+            raise invalid_token("token-expired", N_("token-expired", "The token has expired")) from None
         except jwt.ImmatureSignatureError:
-            raise invalid_token("invalid-token", N_("The token is not valid yet")) from None
+            raise invalid_token("invalid-token", N_("invalid-token", "The token is not valid yet")) from None
         except jwt.MissingRequiredClaimError as exc:
             raise invalid_token(
-                "invalid-token", N_("The token lacks the required %(claim)s claim"), {"claim": exc.claim}
+                "invalid-token",
+                N_("invalid-token", "The token lacks the required %(claim)s claim"),
+                {"claim": exc.claim},
             ) from None
         except jwt.InvalidIssuerError:
-            raise invalid_token("invalid-token", N_("The token was issued by another issuer")) from None
+            raise invalid_token(
+                "invalid-token", N_("invalid-token", "The token was issued by another issuer")
+            ) from None
         except jwt.InvalidAudienceError:
-            raise invalid_token("invalid-token", N_("The token is meant for another audience")) from None
+            raise invalid_token(
+                "invalid-token", N_("invalid-token", "The token is meant for another audience")
+            ) from None
         except jwt.InvalidSignatureError:
-            raise invalid_token("invalid-token", N_("The token signature does not verify")) from None
+            raise invalid_token(
+                "invalid-token", N_("invalid-token", "The token signature does not verify")
+            ) from None
         except jwt.InvalidTokenError:
-            raise invalid_token("invalid-token", N_("The token is malformed")) from None
+            raise invalid_token("invalid-token", N_("invalid-token", "The token is malformed")) from None
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
-            raise invalid_token("invalid-token", N_("The token subject is not a user ID"))
+            raise invalid_token("invalid-token", N_("invalid-token", "The token subject is not a user ID"))
         tenant = claims.get(self._tenant_claim)
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
-            raise invalid_token("invalid-token", N_("The token tenant claim is not a tenant ID"))
+            raise invalid_token(
+                "invalid-token", N_("invalid-token", "The token tenant claim is not a tenant ID")
+            )
         session_id = claims.get("sid")
         if session_id is not None:
             if not isinstance(session_id, str) or not session_id:
-                raise invalid_token("invalid-token", N_("The token sid claim is not a session ID"))
+                raise invalid_token(
+                    "invalid-token", N_("invalid-token", "The token sid claim is not a session ID")
+                )
             if self._session_active is not None and not await self._session_active(subject, session_id):
-                raise invalid_token("session-ended", N_("The session of this token has ended; sign in again"))
+                raise invalid_token(
+                    "session-ended", N_("session-ended", "The session of this token has ended; sign in again")
+                )
         return claims
 
     async def _key_for(self, algorithm: str, kid: Any) -> Any:
@@ -135,18 +155,23 @@ class TokenVerifier:
             return self._secret
         if self._public_keys is None:
             raise invalid_token(
-                "invalid-token", N_("The token is signed with an algorithm this server does not accept")
+                "invalid-token",
+                N_("invalid-token", "The token is signed with an algorithm this server does not accept"),
             )
         try:
             return await self._public_keys.key_for(algorithm, kid if isinstance(kid, str) else None)
         except UnknownKey:
             raise invalid_token(
-                "invalid-token", N_("The token is signed with a key this server does not know")
+                "invalid-token",
+                N_("invalid-token", "The token is signed with a key this server does not know"),
             ) from None
         except KeysUnavailable:
             raise ProblemError(
                 "service-unavailable",
-                N_("The identity provider's signing keys cannot be fetched; retry later"),
+                N_(
+                    "service-unavailable",
+                    "The identity provider's signing keys cannot be fetched; retry later",
+                ),
             ) from None
 
     def issue(self, subject: str, ttl_seconds: int, now: int, **claims: Any) -> str:
@@ -180,10 +205,12 @@ def bearer_security_handler(verifier: TokenVerifier) -> type[BearerSecurityHandl
                     raise missing_token(NO_TOKEN)
                 scheme, _, token = authorization.strip().partition(" ")
                 if scheme.lower() != "bearer":
-                    raise missing_token(N_("The Authorization header does not carry a bearer token"))
+                    raise missing_token(
+                        N_("missing-credentials", "The Authorization header does not carry a bearer token")
+                    )
                 token = token.strip()
                 if not token:
-                    raise invalid_token("invalid-token", N_("The bearer token is empty"))
+                    raise invalid_token("invalid-token", N_("invalid-token", "The bearer token is empty"))
                 # A coroutine: Connexion's security middleware awaits it.
                 return token_info_func(token)
 

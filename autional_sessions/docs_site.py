@@ -17,7 +17,7 @@ import html
 import json
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from autional_sessions import SERVICE_NAME
 from autional_sessions.config import Settings
-from autional_sessions.i18n import Languages
+from autional_sessions.i18n import Languages, Text, problem_texts
 from autional_sessions.problems import ProblemCatalogue, ProblemType
 from autional_sessions.spec import HTTP_METHODS, load_spec, spec_path
 
@@ -38,6 +38,8 @@ DEFAULT_PROBLEM_BASE_URI = Settings.problem_base_uri
 
 # What the reference page needs from the bundle: the standalone preset is left out with its top bar,
 # whose "Explore" box exists to fetch specs from elsewhere.
+# A gettext placeholder, `%(name)s` or `%(name)d`.
+_PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 _SWAGGER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png", "favicon-16x16.png")
 
 # The browser is told to load nothing from anywhere but the site itself, so that a mistake here, or in a
@@ -262,6 +264,7 @@ def _problem_page(spec: Mapping[str, Any], problem: ProblemType, languages: Lang
 choose (the response's <code>Content-Language</code> says which); <code>detail</code> is written in the same
 language, and its values are also in <code>i18n_args</code>.</p>
 {_titles_table(problem, languages)}
+{_texts_table(problem_texts().get(problem.name, ()), languages)}
 <h2>When it happens</h2>
 <p>{_prose(entry.get("description", ""))}</p>
 <h2>What to do</h2>
@@ -313,6 +316,39 @@ def _titles_table(problem: ProblemType, languages: Languages) -> str:
 {rows}
 </tbody>
 </table>"""
+
+
+def _texts_table(texts: Sequence[Text], languages: Languages) -> str:
+    """Every text the server writes as this type's `detail` (and, for an invalid request, as a
+    parameter's `errors[].description`), in each language."""
+    if not texts:
+        return ""
+    heads = "".join(
+        f"<th>{html.escape(language.locale.get_display_name(language.locale) or language.tag)} "
+        f"<code>{language.tag}</code></th>"
+        for language in languages
+    )
+    rows = "\n".join(
+        "<tr>"
+        + "".join(
+            f'<td lang="{language.tag}">{_shown(language.template(text))}</td>' for language in languages
+        )
+        + "</tr>"
+        for text in texts
+    )
+    return f"""<p>The texts of <code>detail</code> (and of <code>errors[].description</code>) in each language;
+<code>{{name}}</code> marks a value the server fills in, which a detail also gives in <code>i18n_args</code>.</p>
+<table>
+<thead><tr>{heads}</tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>"""
+
+
+def _shown(template: str) -> str:
+    """A text for reading: `%(user_id)s` shown as `{user_id}`."""
+    return html.escape(_PLACEHOLDER.sub(r"{\1}", template))
 
 
 def _code_list(names: Any) -> str:

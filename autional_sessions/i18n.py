@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
+from babel.messages.pofile import read_po
 from babel.support import Translations
 
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -44,26 +45,31 @@ _MAX_RANGES = 16
 _MAX_CACHED_HEADER = 256
 
 
-def N_(text: str) -> str:
-    """Mark an English text for translation; it is translated when the response's language is known."""
-    return text
-
-
 @dataclass(frozen=True)
-class Plural:
-    """An English text whose wording depends on a number: the argument `count` chooses the form."""
+class Text:
+    """An English text of one problem type: a gettext message whose context is the type's name, so that
+    the catalogues (and the docs' problem pages) know which type each text belongs to. With a plural
+    form, the argument `count` chooses between the two."""
 
+    context: str
     singular: str
-    plural: str
+    plural: str | None = None
     count: str = "count"
 
 
-def Nn_(singular: str, plural: str) -> Plural:
-    """Mark an English text with a singular and a plural form, chosen by the `count` argument."""
-    return Plural(singular, plural)
+def N_(problem_type: str, text: str) -> Text:
+    """Mark an English text of `problem_type` for translation; it is translated when the response's
+    language is known."""
+    return Text(problem_type, text)
 
 
-Message = str | Plural
+def Nn_(problem_type: str, singular: str, plural: str) -> Text:
+    """Mark an English text of `problem_type` with a singular and a plural form, chosen by `count`."""
+    return Text(problem_type, singular, plural)
+
+
+# A problem type's title (from the spec, a message without context), or a text of the code.
+Message = str | Text
 
 
 @dataclass(frozen=True)
@@ -77,12 +83,25 @@ class Language:
 
     def text(self, message: Message, args: Args | None = None) -> str:
         """The message in this language, its placeholders filled from `args`."""
-        if isinstance(message, Plural):
-            count = int((args or {})[message.count])
-            text = self.translations.ngettext(message.singular, message.plural, count)
-        else:
+        if isinstance(message, str):
             text = self.translations.gettext(message)
+        elif message.plural is None:
+            text = self.translations.pgettext(message.context, message.singular)
+        else:
+            count = int((args or {})[message.count])
+            text = self.translations.npgettext(message.context, message.singular, message.plural, count)
         return text % args if args else text
+
+    def template(self, message: Message) -> str:
+        """The message in this language with its placeholders unfilled; both forms of a plural where
+        this language has two."""
+        if isinstance(message, Text) and message.plural is not None:
+            forms = dict.fromkeys(
+                self.translations.npgettext(message.context, message.singular, message.plural, n)
+                for n in (1, 2)
+            )
+            return " / ".join(forms)
+        return self.text(message)
 
     def matches(self, wanted: Locale) -> bool:
         if wanted.language != self.locale.language:
@@ -177,6 +196,24 @@ def _parse_range(wanted: str) -> Locale | None:
         except (ValueError, UnknownLocaleError):
             continue
     return None
+
+
+@functools.cache
+def problem_texts(template: Path = LOCALE_DIR / f"{DOMAIN}.pot") -> dict[str, tuple[Text, ...]]:
+    """The texts of each problem type (details and parameter descriptions), by type name, as the
+    catalogues' template lists them: what the docs' problem pages show in each language."""
+    with template.open("rb") as source:
+        catalog = read_po(source)
+    grouped: dict[str, list[Text]] = {}
+    for message in catalog:
+        if not message.context:
+            continue  # a title, shown with its type
+        if isinstance(message.id, tuple):
+            text = Text(message.context, message.id[0], message.id[1])
+        else:
+            text = Text(message.context, message.id)
+        grouped.setdefault(message.context, []).append(text)
+    return {name: tuple(texts) for name, texts in grouped.items()}
 
 
 @functools.cache

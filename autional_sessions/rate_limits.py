@@ -240,7 +240,9 @@ class ClientRateLimitMiddleware:
         await _apply(
             decision,
             lambda: self.on_refusal("ip"),
-            N_("Too many requests from this client address; retry in %(retry_after)d seconds"),
+            N_(
+                "rate-limited", "Too many requests from this client address; retry in %(retry_after)d seconds"
+            ),
             self.app,
             scope,
             receive,
@@ -269,7 +271,7 @@ class SubjectRateLimitMiddleware:
         await _apply(
             decision,
             lambda: self.on_refusal("sub"),
-            N_("Too many requests for this user; retry in %(retry_after)d seconds"),
+            N_("rate-limited", "Too many requests for this user; retry in %(retry_after)d seconds"),
             self.app,
             scope,
             receive,

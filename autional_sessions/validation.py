@@ -30,7 +30,9 @@ from autional_sessions.problems import FieldViolation, ProblemError
 
 # Where the validated, typed arguments of a request travel from validation to the handler.
 ARGUMENTS_EXTENSION = "autional_arguments"
-_INVALID = Nn_("%(count)d request parameter is invalid", "%(count)d request parameters are invalid")
+_INVALID = Nn_(
+    "invalid-request", "%(count)d request parameter is invalid", "%(count)d request parameters are invalid"
+)
 _FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -42,12 +44,12 @@ def validated_arguments(scope: Scope) -> dict[str, Any]:
 
 # What a value of the wrong type must be, by JSON Schema type: whole texts, so that each translates whole.
 _MUST_BE_TYPE: dict[str, str] = {
-    "integer": N_("must be an integer"),
-    "number": N_("must be a number"),
-    "string": N_("must be a string"),
-    "boolean": N_("must be true or false"),
-    "array": N_("must be an array"),
-    "object": N_("must be an object"),
+    "integer": N_("invalid-request", "must be an integer"),
+    "number": N_("invalid-request", "must be a number"),
+    "string": N_("invalid-request", "must be a string"),
+    "boolean": N_("invalid-request", "must be true or false"),
+    "array": N_("invalid-request", "must be an array"),
+    "object": N_("invalid-request", "must be an object"),
 }
 
 
@@ -60,33 +62,45 @@ def describe(error: ValidationError, schema: dict) -> tuple[str, Message, Args]:
         type_name = str(schema.get("type", "value"))
         if type_name in _MUST_BE_TYPE:
             return "format", _MUST_BE_TYPE[type_name], {}
-        return "format", N_("must be of type %(type)s"), {"type": type_name}
+        return "format", N_("invalid-request", "must be of type %(type)s"), {"type": type_name}
     if kind in {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}:
         low, high = schema.get("minimum"), schema.get("maximum")
         if low is not None and high is not None:
-            return "range", N_("must be from %(minimum)s to %(maximum)s"), {"minimum": low, "maximum": high}
+            return (
+                "range",
+                N_("invalid-request", "must be from %(minimum)s to %(maximum)s"),
+                {"minimum": low, "maximum": high},
+            )
         if low is not None:
-            return "range", N_("must be at least %(minimum)s"), {"minimum": low}
-        return "range", N_("must be at most %(maximum)s"), {"maximum": high}
+            return "range", N_("invalid-request", "must be at least %(minimum)s"), {"minimum": low}
+        return "range", N_("invalid-request", "must be at most %(maximum)s"), {"maximum": high}
     if kind in {"minLength", "maxLength"}:
         if "maxLength" in schema:
             return (
                 "length",
-                N_("must be %(min_length)s to %(max_length)s characters long"),
+                N_("invalid-request", "must be %(min_length)s to %(max_length)s characters long"),
                 {"min_length": schema.get("minLength", 0), "max_length": schema["maxLength"]},
             )
         return (
             "length",
-            N_("must be at least %(min_length)s characters long"),
+            N_("invalid-request", "must be at least %(min_length)s characters long"),
             {"min_length": schema["minLength"]},
         )
     if kind == "pattern":
-        return "pattern", N_("must match %(pattern)s"), {"pattern": schema["pattern"]}
+        return "pattern", N_("invalid-request", "must match %(pattern)s"), {"pattern": schema["pattern"]}
     if kind == "enum":
-        return "enum", N_("must be one of %(values)s"), {"values": ", ".join(map(str, schema["enum"]))}
+        return (
+            "enum",
+            N_("invalid-request", "must be one of %(values)s"),
+            {"values": ", ".join(map(str, schema["enum"]))},
+        )
     if kind == "format":
-        return "format", N_("must be a valid %(format)s"), {"format": str(schema.get("format"))}
-    return "invalid", N_("is not valid (%(rule)s)"), {"rule": str(kind)}
+        return (
+            "format",
+            N_("invalid-request", "must be a valid %(format)s"),
+            {"format": str(schema.get("format"))},
+        )
+    return "invalid", N_("invalid-request", "is not valid (%(rule)s)"), {"rule": str(kind)}
 
 
 def _coercer(schema: dict) -> Callable[[Any], Any]:
@@ -176,7 +190,7 @@ class OperationParameters:
         violations: list[FieldViolation] = []
         if self._strict:
             violations.extend(
-                FieldViolation(name, "unknown", N_("is not a parameter of this operation"))
+                FieldViolation(name, "unknown", N_("invalid-request", "is not a parameter of this operation"))
                 for name in sorted(query.keys() - self._known_query)
             )
         arguments = dict(self._defaults)
@@ -187,7 +201,9 @@ class OperationParameters:
                 if values and len(values) > 1 and not param.array:
                     # A repeated single-valued parameter is ambiguous (which one wins differs between
                     # proxies and frameworks: HTTP parameter pollution), so it is refused, not resolved.
-                    violations.append(FieldViolation(param.name, "duplicate", N_("must be given once")))
+                    violations.append(
+                        FieldViolation(param.name, "duplicate", N_("invalid-request", "must be given once"))
+                    )
                     continue
                 raw = values if values is None or param.array else values[0]
             elif param.location == "path":
@@ -198,7 +214,9 @@ class OperationParameters:
                 raw = cookies.get(param.name)
             if raw is None:
                 if param.required:
-                    violations.append(FieldViolation(param.name, "required", N_("is required")))
+                    violations.append(
+                        FieldViolation(param.name, "required", N_("invalid-request", "is required"))
+                    )
                 continue
             if param.array:
                 items = (

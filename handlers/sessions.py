@@ -30,16 +30,22 @@ def _now() -> dt.datetime:
 def _own_user(user_id: str, user: str) -> None:
     # Decided before any lookup, so that nobody learns from the answer whether another user exists.
     if user != user_id:
-        raise ProblemError("user-mismatch", N_("The token does not belong to the user in the path"))
+        raise ProblemError(
+            "user-mismatch", N_("user-mismatch", "The token does not belong to the user in the path")
+        )
 
 
 def _other_tenant() -> ProblemError:
-    return ProblemError("tenant-mismatch", N_("The user in the path does not belong to the token's tenant"))
+    return ProblemError(
+        "tenant-mismatch", N_("tenant-mismatch", "The user in the path does not belong to the token's tenant")
+    )
 
 
 def _no_user(user_id: str) -> ProblemError:
     return ProblemError(
-        "user-not-found", N_("No user with the ID %(user_id)s exists"), args={"user_id": user_id}
+        "user-not-found",
+        N_("user-not-found", "No user with the ID %(user_id)s exists"),
+        args={"user_id": user_id},
     )
 
 
@@ -102,7 +108,9 @@ async def revoke_session(
     now = _now()
     if not await revocations.revoke(user_id, session_id, now, tenant):
         # The session id stays out of the problem: it is a credential of the device it names.
-        raise ProblemError("session-not-found", N_("You have no active session with this ID"))
+        raise ProblemError(
+            "session-not-found", N_("session-not-found", "You have no active session with this ID")
+        )
     _audit(user_id, [session_id], now)
     return None, 204
 

@@ -4,6 +4,7 @@ and in English, with the same status, code, type, i18n_key and i18n_args."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 import time
 
@@ -13,7 +14,7 @@ from starlette.testclient import TestClient
 
 from autional_sessions.app import create_app
 from autional_sessions.db.errors import DatabaseUnavailable
-from autional_sessions.i18n import shipped_languages
+from autional_sessions.i18n import problem_texts, shipped_languages
 from autional_sessions.spec import load_spec
 from tests.factories import add_session, add_user, utcnow
 from tests.spec_check import assert_conforms, documented_response
@@ -165,6 +166,13 @@ def test_every_problem_type_speaks_chinese_and_english_alike(client, ctx, type_n
     for name, value in zh_args.items():
         if name != "request_id":  # the one value that differs between the two requests
             assert str(value) in zh_body["detail"] and str(value) in en_body["detail"], name
+    # The detail is one of the texts of this type, which its docs page lists in each language.
+    assert zh_body["detail"] in {
+        CHINESE.text(text, zh_args)
+        for text in problem_texts()[type_name]
+        if set(re.findall(r"%\((\w+)\)", text.singular)) <= zh_args.keys()
+    }
+
     # Each parameter's violation: the same field and code, its description in the language too.
     assert [(e["field"], e["code"]) for e in zh_body.get("errors", [])] == [
         (e["field"], e["code"]) for e in en_body.get("errors", [])
@@ -232,3 +240,15 @@ def test_the_problem_pages_list_the_titles_in_every_language(client):
             title = language.text(entry["title"])
             assert f'lang="{language.tag}">{title}<' in page, (name, language.tag)
             assert title in index
+
+
+def test_the_problem_pages_list_the_texts_of_each_type_in_every_language(client):
+    for name in ENTRIES:
+        page = client.get(f"/problems/{name}/").text
+        for text in problem_texts()[name]:
+            for language in shipped_languages():
+                template = re.sub(r"%\((\w+)\)[sd]", r"{\1}", language.template(text))
+                assert f'lang="{language.tag}">{html.escape(template)}<' in page, (name, template)
+    user_not_found = client.get("/problems/user-not-found/").text
+    assert "No user with the ID {user_id} exists" in user_not_found
+    assert "必须是整数" in client.get("/problems/invalid-request/").text

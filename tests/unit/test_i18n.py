@@ -12,12 +12,12 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-from autional_sessions.i18n import LOCALE_DIR, Languages, shipped_languages
+from autional_sessions.i18n import LOCALE_DIR, Languages, problem_texts, shipped_languages
 from autional_sessions.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 # As the Makefile's i18n-extract gives them to pybabel.
-KEYWORDS = {"N_": None, "Nn_": (1, 2)}
+KEYWORDS = {"N_": ((1, "c"), 2), "Nn_": ((1, "c"), 2, 3)}
 PO_FILES = sorted(LOCALE_DIR.glob("*/LC_MESSAGES/messages.po"))
 
 
@@ -82,17 +82,18 @@ def test_content_language_of_the_spec_lists_the_shipped_languages():
     assert header["schema"]["enum"] == [language.tag for language in shipped_languages()]
 
 
-def extracted_messages() -> dict[str, tuple[str, ...]]:
-    """Every text the code and the spec give, extracted as `make i18n-extract` does: msgid -> plural ids."""
+def extracted_messages() -> dict[tuple[str | None, str], tuple[str, ...]]:
+    """Every text the code and the spec give, extracted as `make i18n-extract` does: (context, msgid) ->
+    its ids (two for a plural). The context is the problem type of a text of the code, None for a title."""
     with (ROOT / "babel.cfg").open() as cfg:
         method_map, options_map = parse_mapping_cfg(cfg)
-    found: dict[str, tuple[str, ...]] = {}
+    found: dict[tuple[str | None, str], tuple[str, ...]] = {}
     for directory in ("autional_sessions", "handlers", "db"):
-        for _file, _line, message, _comments, _context in extract_from_dir(
+        for _file, _line, message, _comments, context in extract_from_dir(
             str(ROOT / directory), method_map, options_map, keywords=KEYWORDS
         ):
             ids = message if isinstance(message, tuple) else (message,)
-            found[ids[0]] = ids
+            found[context, ids[0]] = ids
     return found
 
 
@@ -102,14 +103,14 @@ def test_extraction_finds_the_code_and_the_spec_titles():
         e["title"] for e in load_spec()["components"]["schemas"]["dto.Problem"]["x-problem-types"].values()
     }
 
-    assert titles <= messages.keys()
-    assert "%(count)d request parameter is invalid" in messages
-    assert "No user with the ID %(user_id)s exists" in messages
+    assert {(None, title) for title in titles} <= messages.keys()
+    assert ("invalid-request", "%(count)d request parameter is invalid") in messages
+    assert ("user-not-found", "No user with the ID %(user_id)s exists") in messages
 
 
 def test_the_template_holds_every_text():
     with (LOCALE_DIR / "messages.pot").open("rb") as pot:
-        template = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(pot) if m.id}
+        template = {(m.context, m.id if isinstance(m.id, str) else m.id[0]) for m in read_po(pot) if m.id}
 
     assert set(extracted_messages()) <= template, "run make i18n-update"
 
@@ -119,7 +120,7 @@ def test_every_text_is_translated_in_every_language(po_path):
     with po_path.open("rb") as po:
         catalog = read_po(po)
     translated = {
-        (m.id if isinstance(m.id, str) else m.id[0]): m
+        (m.context, m.id if isinstance(m.id, str) else m.id[0]): m
         for m in catalog
         if m.id and not m.fuzzy and all(m.string if isinstance(m.string, tuple) else (m.string,))
     }
@@ -147,3 +148,12 @@ def test_problem_types_name_only_documented_i18n_args():
 
     for entry in problem["x-problem-types"].values():
         assert set(entry.get("i18n_args", ())) <= documented
+
+
+def test_every_text_of_the_code_belongs_to_a_problem_type_and_every_type_has_one():
+    """A text's context names the problem type it is written for: the docs' page of that type lists it."""
+    types = set(load_spec()["components"]["schemas"]["dto.Problem"]["x-problem-types"])
+    contexts = {context for context, _msgid in extracted_messages() if context is not None}
+
+    assert contexts == types
+    assert set(problem_texts()) == types
