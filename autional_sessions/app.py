@@ -21,12 +21,9 @@ import datetime as dt
 import functools
 import gc
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
-import asyncpg
-from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.middleware.exceptions import ExceptionMiddleware
@@ -37,30 +34,26 @@ from connexion.middleware.security import SecurityMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
-from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import compile_path
 
-from autional_sessions.auth import NO_TOKEN, TokenVerifier, bearer_security_handler
+from autional_sessions.auth import TokenVerifier, bearer_security_handler
 from autional_sessions.client_address import ClientAddress
 from autional_sessions.config import Settings
-from autional_sessions.db.errors import DatabaseUnavailable
 from autional_sessions.db.queries import SessionQueries
 from autional_sessions.db.revocations import SessionRevocations
 from autional_sessions.db.store import Store, open_store
 from autional_sessions.dispatch import OperationDispatcher
-from autional_sessions.i18n import N_
+from autional_sessions.error_handlers import add_error_handlers, allowed_methods, last_resort
 from autional_sessions.log_format import AccessLogMiddleware
 from autional_sessions.metrics import (
     MetricsEndpointMiddleware,
     MetricsMiddleware,
-    record_database_error,
     record_rate_limit_refusal,
 )
 from autional_sessions.operations import resolver
-from autional_sessions.problems import ProblemCatalogue, ProblemError
+from autional_sessions.problems import ProblemCatalogue
 from autional_sessions.rate_limits import ClientRateLimitMiddleware, RateLimits, SubjectRateLimitMiddleware
-from autional_sessions.request_context import RequestContextMiddleware, current_request
+from autional_sessions.request_context import RequestContextMiddleware
 from autional_sessions.request_outcome import RouteTemplates
 from autional_sessions.service_routes import ServiceRoutesMiddleware, service_routes
 from autional_sessions.spec import HTTP_METHODS, load_spec
@@ -72,23 +65,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("autional_sessions")
 
-# Connexion and Starlette raise their own exceptions for what the spec rejects before our code runs;
-# each HTTP status they use maps to one problem type of our catalogue.
 # The Operations probes: never rate limited.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
-# The details of the problems made here, and of the framework's: its own texts are English only.
-INTERNAL_ERROR = N_("internal-error", "An unexpected error occurred; quote request_id %(request_id)s")
-_UNAVAILABLE = N_("service-unavailable", "The session store is unavailable; retry in %(retry_after)d seconds")
-_NO_ROUTE = N_("route-not-found", "No operation of this API has the path %(path)s")
-_NO_METHOD = N_("method-not-allowed", "This path does not take %(method)s; see the Allow header")
-_BAD_TOKEN = N_("invalid-token", "The token is not acceptable")
-_BAD_REQUEST = N_("invalid-request", "The request does not conform to the contract of this operation")
-FRAMEWORK_PROBLEM_TYPES = {
-    400: "invalid-request",
-    401: "invalid-token",
-    404: "route-not-found",
-    405: "method-not-allowed",
-}
 
 
 def create_app(
@@ -149,7 +127,7 @@ def create_app(
             validate_responses=settings.validate_responses,
             rate_limits=rate_limits,
             client_address=client_address,
-            last_resort=_last_resort(catalogue),
+            last_resort=last_resort(catalogue),
             tracing=tracing,
         ),
         lifespan=lifespan,
@@ -182,7 +160,7 @@ def create_app(
         position=MiddlewarePosition.BEFORE_SWAGGER,
         routes=service_routes(spec, problem_base_uri=settings.problem_base_uri),
     )
-    _add_error_handlers(app, catalogue, settings, _allowed_methods(spec))
+    add_error_handlers(app, catalogue, settings, allowed_methods(spec))
     return app
 
 
@@ -275,109 +253,3 @@ def create_app_from_env() -> ConnexionMiddleware:
     # it, which took the slowest requests' time under load down (see the README's performance section).
     gc.freeze()
     return app
-
-
-def _allowed_methods(spec: dict) -> Callable[[str], str | None]:
-    """The `Allow` value of a request path: the methods the spec gives its path (HEAD with GET)."""
-    templates = []
-    for template, operations in spec["paths"].items():
-        methods = {m.upper() for m in operations if m in HTTP_METHODS}
-        if "GET" in methods:
-            methods.add("HEAD")
-        regex, _, _ = compile_path(template)
-        templates.append((regex, ", ".join(sorted(methods))))
-
-    def allowed(path: str) -> str | None:
-        return next((methods for regex, methods in templates if regex.match(path)), None)
-
-    return allowed
-
-
-def _last_resort(
-    catalogue: ProblemCatalogue,
-) -> Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]]:
-    """The answer to an error no handler could turn into a response (a fault inside a handler): the
-    internal-error problem, made with as little as can go wrong."""
-
-    async def last_resort(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        request_id = current_request().request_id
-        with contextlib.suppress(Exception):  # the log may be what failed
-            logger.error("error while handling an error (request_id=%s)", request_id, exc_info=exc)
-        return catalogue.render(
-            ProblemError("internal-error", INTERNAL_ERROR, args={"request_id": request_id}),
-            _accept_language(request),
-        )
-
-    return last_resort
-
-
-def _accept_language(request: ConnexionRequest) -> str | None:
-    # Read only when a problem is made: a successful response never looks at the header.
-    return request.headers.get("accept-language")
-
-
-def _add_error_handlers(
-    app: ConnexionMiddleware,
-    catalogue: ProblemCatalogue,
-    settings: Settings,
-    allowed_methods: Callable[[str], str | None],
-) -> None:
-    # async: Connexion would run a plain function in a worker thread, a hop an error does not need.
-    async def problem_error(request: ConnexionRequest, exc: ProblemError) -> ConnexionResponse:
-        return catalogue.render(exc, _accept_language(request))
-
-    async def framework_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
-        status = exc.status_code
-        if status >= 500:
-            return await internal_error(request, exc)
-        # Any other client error the framework raises breaks the contract of the request.
-        # The framework's own texts are English only, so each status gets one of ours, in every language.
-        type_name = FRAMEWORK_PROBLEM_TYPES.get(status, "invalid-request")
-        message, args = _BAD_REQUEST, {}
-        headers = dict(exc.headers or {})
-        if status == 401:
-            if "No authorization token" in (getattr(exc, "detail", None) or ""):
-                type_name, message, args = "missing-credentials", NO_TOKEN, {}
-            else:
-                message, args = _BAD_TOKEN, {}
-            headers.setdefault("WWW-Authenticate", 'Bearer realm="autional-sessions"')
-        elif status == 404:
-            message, args = _NO_ROUTE, {"path": request.url.path}
-        elif status == 405:
-            message, args = _NO_METHOD, {"method": request.method}
-            # Connexion's router answers from the one route (path and method) it matched first, so its
-            # Allow names that route's methods only; the spec knows every method of the path.
-            headers["Allow"] = allowed_methods(request.url.path) or headers.get("Allow", "")
-        return catalogue.render(
-            ProblemError(type_name, message, args=args, headers=headers), _accept_language(request)
-        )
-
-    async def unavailable(request: ConnexionRequest, exc: DatabaseUnavailable) -> ConnexionResponse:
-        record_database_error("unavailable")
-        logger.warning("database unavailable (request_id=%s): %s", current_request().request_id, exc)
-        retry_after = settings.retry_after_seconds
-        return catalogue.render(
-            ProblemError(
-                "service-unavailable",
-                _UNAVAILABLE,
-                args={"retry_after": retry_after},
-                retry_after=retry_after,
-            ),
-            _accept_language(request),
-        )
-
-    async def internal_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        ctx = current_request()
-        if isinstance(exc, sqlite3.Error | asyncpg.PostgresError):
-            record_database_error("error")
-        logger.error("unexpected error (request_id=%s)", ctx.request_id, exc_info=exc)
-        return catalogue.render(
-            ProblemError("internal-error", INTERNAL_ERROR, args={"request_id": ctx.request_id}),
-            _accept_language(request),
-        )
-
-    app.add_error_handler(ProblemError, problem_error)
-    app.add_error_handler(ProblemException, framework_error)
-    app.add_error_handler(HTTPException, framework_error)
-    app.add_error_handler(DatabaseUnavailable, unavailable)
-    app.add_error_handler(Exception, internal_error)

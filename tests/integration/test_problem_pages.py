@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 
 import pytest
 
-from autional_sessions.app import FRAMEWORK_PROBLEM_TYPES
+from autional_sessions.error_handlers import FRAMEWORK_PROBLEM_TYPES
 from autional_sessions.problems import ProblemCatalogue
 from autional_sessions.spec import load_spec
 from tests.factories import add_user
