@@ -13,7 +13,6 @@ like a static host, redirects `problems/<name>` there.
 
 from __future__ import annotations
 
-import html
 import json
 import shutil
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from starlette.routing import Route
 from autional_sessions.problem_pages import (
     DEFAULT_PROBLEM_BASE_URI,
     catalogue_of,
+    html_document,
     problems_index,
     render_problem_page,
 )
@@ -82,24 +82,15 @@ def build_site(
 def _reference_page(spec: Mapping[str, Any]) -> str:
     """The API reference: Swagger UI over the spec embedded in the page, with nothing fetched."""
     title = f"{spec['info']['title']} {spec['info']['version']}"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="{_REFERENCE_CSP}">
-<title>{html.escape(title)}</title>
-<link rel="stylesheet" href="assets/swagger-ui.css">
+    head = """<link rel="stylesheet" href="assets/swagger-ui.css">
 <link rel="icon" type="image/png" href="assets/favicon-32x32.png" sizes="32x32">
 <link rel="icon" type="image/png" href="assets/favicon-16x16.png" sizes="16x16">
 <style>
-body {{ margin: 0; background: #fafafa; font-family: system-ui, sans-serif; }}
-.site-nav {{ padding: .6rem 1.25rem; background: #1b1b1b; font-size: .9rem; }}
-.site-nav a {{ color: #fff; margin-right: 1.25rem; }}
-</style>
-</head>
-<body>
-<nav class="site-nav"><a href="problems/index.html">Problem types</a>
+body { margin: 0; background: #fafafa; font-family: system-ui, sans-serif; }
+.site-nav { padding: .6rem 1.25rem; background: #1b1b1b; font-size: .9rem; }
+.site-nav a { color: #fff; margin-right: 1.25rem; }
+</style>"""
+    body = f"""<nav class="site-nav"><a href="problems/index.html">Problem types</a>
 <a href="openapi.json">openapi.json</a> <a href="openapi.yaml">openapi.yaml</a></nav>
 <div id="swagger-ui"></div>
 <script type="application/json" id="openapi-spec">{_script_json(spec)}</script>
@@ -116,10 +107,8 @@ window.ui = SwaggerUIBundle({{
   presets: [SwaggerUIBundle.presets.apis],
   layout: "BaseLayout"
 }});
-</script>
-</body>
-</html>
-"""
+</script>"""
+    return html_document(title, body, csp=_REFERENCE_CSP, head=head)
 
 
 def problem_routes(

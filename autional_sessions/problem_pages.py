@@ -120,7 +120,7 @@ language, and its values are also in <code>i18n_args</code>.</p>
 <h2>Example</h2>
 <pre><code>{html.escape(example, quote=False)}</code></pre>
 </main>"""
-    return _document(f"{problem.title} ({problem.status}) — {spec['info']['title']}", body)
+    return html_document(f"{problem.title} ({problem.status}) — {spec['info']['title']}", body)
 
 
 def problems_index(spec: Mapping[str, Any], catalogue: ProblemCatalogue) -> str:
@@ -148,7 +148,7 @@ def problems_index(spec: Mapping[str, Any], catalogue: ProblemCatalogue) -> str:
 </tbody>
 </table>
 </main>"""
-    return _document(f"Problem types — {spec['info']['title']}", body)
+    return html_document(f"Problem types — {spec['info']['title']}", body)
 
 
 def _titles_table(problem: ProblemType, languages: Languages) -> str:
@@ -259,15 +259,17 @@ def _prose(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(" ".join(text.split())))
 
 
-def _document(title: str, body: str) -> str:
+def html_document(title: str, body: str, *, csp: str = _PROBLEM_CSP, head: str = "") -> str:
+    """A page of the docs: `body` under a head with `title`, the content security policy `csp`, the
+    problem pages' style, or `head` in its place."""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="{_PROBLEM_CSP}">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
 <title>{html.escape(title)}</title>
-<style>{_STYLE}</style>
+{head or f"<style>{_STYLE}</style>"}
 </head>
 <body>
 {body}
