@@ -203,8 +203,9 @@ def imports_from(bin_dir: Path, module: str, cwd: Path) -> str:
 
 
 @pytest.fixture
-def installed_server(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """The server from a `[server]` install, serving a seeded SQLite database: (its URL, a token for USER)."""
+def installed_server(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """The server from a `[server]` install, serving a seeded SQLite database: (its URL, a token for USER,
+    the install's bin directory)."""
     bin_dir = install(wheel, tmp_path / "server", {"server"})
     assert imports_from(bin_dir, "pytest", tmp_path) == ""
     env = installed_env(
@@ -239,7 +240,7 @@ def installed_server(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
                 pass
             assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
             time.sleep(0.1)
-        yield url, token
+        yield url, token, bin_dir
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -249,9 +250,18 @@ def installed_server(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
 def test_a_server_install_serves_and_a_contract_install_tests_it_against_its_url(
     wheel, tmp_path, installed_server
 ):
-    url, token = installed_server
+    url, token, server_bin = installed_server
     listed = httpx.get(f"{url}/sessions/user/{USER}/sessions", headers={"Authorization": f"Bearer {token}"})
     assert listed.status_code == 200 and listed.json()["total"] > 0
+    problem = httpx.get(f"{url}/sessions/user/{USER}/sessions", headers={"Accept-Language": "zh-CN"})
+    assert problem.headers["content-language"] == "zh-CN"
+    # The docs, built from the install alone: the problem pages list their texts in each language.
+    built = run(
+        server_bin, "docs", "build", "--out", str(tmp_path / "site"), cwd=tmp_path, env=installed_env()
+    )
+    assert built.returncode == 0, built.stderr
+    page = (tmp_path / "site" / "problems" / "missing-credentials" / "index.html").read_text()
+    assert "The request carries no bearer token" in page and "请求未携带 Bearer 令牌" in page
 
     bin_dir = install(wheel, tmp_path / "contract", {"contract"})
     for driver in ("asyncpg", "psycopg", "peewee"):
