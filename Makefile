@@ -91,8 +91,10 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Throughput against the hand-written yardstick in ../shared/bench (see bench/compare.py). Minutes long and
-# noisy on a shared machine, so not part of `make test`. Options: make bench BENCH_ARGS='--cases sqlite-20'
+# Throughput of the production configuration (and of configurations without one feature each) against the
+# hand-written yardstick in ../shared/bench and a raw ASGI floor (bench/floor_server.py); see bench/compare.py.
+# Minutes long and noisy on a shared machine, so not part of `make test`. Options:
+# make bench BENCH_ARGS='--cases sqlite-20'. Profile a configuration: .venv/bin/python bench/profile.py
 bench: setup
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'

@@ -1,19 +1,30 @@
-"""Throughput of this project's server against the hand-written yardstick, side by side in one run.
+"""Throughput of this project's server against the hand-written yardstick and a raw ASGI floor, side by side.
 
-The yardstick, ../shared/bench/reference_server.py, does the endpoint's work (JWT check, user lookup, count
-and page of active sessions, JSON envelope) with no framework, spec or ORM. Both servers get the same data
-(2,000 users x 25 sessions, 4 in 5 listable), JWT secret, issuer and audience, and the project's venv
-Python (so both run uvicorn on httptools and uvloop). ../shared/bench/loadgen.py (wrk, a random user and
-its own token per request) drives them interleaved, round by round; the machine is shared and noisy, so
-what counts is the ratio of the medians, not an absolute figure. At 256 connections any non-2xx answer or
-socket error of the project's fails the run. The pg-* cases use two throw-away databases on the server named by
-AUTIONAL_BENCH_POSTGRES_URL (default: postgres@127.0.0.1:5432) and drop them at the end.
+Three servers do the same work on the same data (2,000 users x 25 sessions, 4 in 5 listable), with the
+same JWT secret, issuer and audience, on the project's venv Python (uvicorn on httptools and uvloop):
+
+- the project, in one or more configurations (`CONFIGS`): by default its production configuration, the
+  access log at `info`, rate limits per token subject and per client address, metrics, and every request
+  validated against the spec; other configurations leave one feature out, to measure what it costs;
+- the yardstick, ../shared/bench/reference_server.py: the endpoint's work (JWT check, user lookup, count
+  and page of active sessions, JSON envelope) in a plain Starlette handler, with no spec or ORM;
+- the floor, bench/floor_server.py: the yardstick's work as one raw ASGI function with PyJWT, sqlite3 on
+  the event loop (an asyncpg pool on PostgreSQL) and orjson: what Python can do here.
+
+../shared/bench/loadgen.py (wrk, a random user and its own token per request) drives them interleaved,
+round by round, every server of a case in each round; the machine is shared and noisy, so what counts is
+the ratio of the medians, not an absolute figure. At 256 connections any non-2xx answer or socket error
+of the project's fails the run. The pg-* cases use two throw-away databases on the server named by
+AUTIONAL_BENCH_POSTGRES_URL (default: postgres@127.0.0.1:5432) and drop them at the end; the `redis`
+configuration counts its rate limits in the Redis of AUTIONAL_BENCH_REDIS_URL (default:
+redis://127.0.0.1:6379/0). Each server's output (the project's access log) goes to a file of the run's
+temporary directory.
 
     make bench
     make bench BENCH_ARGS='--cases sqlite-20 --rounds 5'
     .venv/bin/python bench/compare.py --cases pg-1,pg-2 --json bench.json
 
-The table goes to stdout, progress to stderr.
+The tables go to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,24 +52,72 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
 BIN = ROOT / ".venv" / "bin"
-# The yardstick has these built in; the project is configured to match them.
+# The yardstick has these built in; the project and the floor are configured to match them.
 SECRET = "reference-bench-secret-0123456789abcdef"
 ISSUER, AUDIENCE = "bench-issuer", "bench-audience"
 JWT_ENV = {"AUTIONAL_JWT_SECRET": SECRET, "AUTIONAL_JWT_ISSUER": ISSUER, "AUTIONAL_JWT_AUDIENCE": AUDIENCE}
 USERS, SESSIONS = 2000, 25
 USER_FORMAT = "usr_{:07d}"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# The load comes from one address (127.0.0.1) at a few thousand requests a second, and one limit applies
+# per address and per subject: high enough that no request of the bench is refused, in a window of the
+# usual length. A subject (one of 2,000 users) sees about one request a second.
+RATE_LIMIT = "1000000/minute"
 # A wrk result as loadgen prints it: rps, p50_ms, p99_ms, requests, non_2xx, socket_errors.
 Round = dict[str, float]
+YARDSTICK, FLOOR = "yardstick", "floor"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A configuration of the project: what it runs with, and what it is, in words for the table."""
+
+    name: str
+    what: str
+    log_level: str = "info"
+    rate_limits: str | None = "memory"  # None, "memory" or "redis"
+    metrics: bool = True
+
+    @property
+    def access_log(self) -> bool:
+        return self.log_level in ("info", "debug")
+
+    def env(self, redis_url: str) -> dict[str, str]:
+        env = {}
+        if self.rate_limits:
+            env["AUTIONAL_RATE_LIMIT"] = RATE_LIMIT
+        if self.rate_limits == "redis":
+            env["AUTIONAL_REDIS_URL"] = redis_url
+        return env
+
+
+CONFIGS = {
+    config.name: config
+    for config in (
+        Config("production", "production: access log at info, rate limits in memory, metrics"),
+        Config("light", "access log off, no rate limits (the former `make bench`)", "warning", None),
+        Config("no-access-log", "production without the access log", "warning"),
+        Config("no-rate-limits", "production without rate limits", rate_limits=None),
+        Config("redis", "production with the rate limits in Redis", rate_limits="redis"),
+    )
+}
+# Each feature's own cost: the production configuration with it against the same without it.
+FEATURES = (
+    ("access log", "production", "no-access-log"),
+    ("rate limits in memory", "production", "no-rate-limits"),
+    ("rate limits in Redis", "redis", "no-rate-limits"),
+)
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
     engine: str  # "sqlite" or "postgresql"
-    workers: int  # the project's; the yardstick is always one process
+    workers: int  # the project's; the yardstick and the floor are always one process
     page_size: int
     connections: int
+    configs: tuple[str, ...] = ("production",)
 
     @property
     def query(self) -> str:
@@ -69,14 +128,22 @@ class Case:
         """At high concurrency the point is that nothing fails, not only how fast it goes."""
         return self.connections >= 256
 
+    @property
+    def sides(self) -> list[str]:
+        return [project_side(config) for config in self.configs] + [YARDSTICK, FLOOR]
+
+
+def project_side(config: str) -> str:
+    return f"project:{config}"
+
 
 CASES = {
     case.name: case
     for case in (
-        Case("sqlite-20", "sqlite", 1, 20, 32),
+        Case("sqlite-20", "sqlite", 1, 20, 32, tuple(CONFIGS)),
         Case("sqlite-100", "sqlite", 1, 100, 32),
         Case("sqlite-20-c256", "sqlite", 1, 20, 256),
-        Case("pg-1", "postgresql", 1, 20, 32),
+        Case("pg-1", "postgresql", 1, 20, 32, ("production", "light")),
         Case("pg-2", "postgresql", 2, 20, 32),
         Case("pg-1-c256", "postgresql", 1, 20, 256),
     )
@@ -101,16 +168,25 @@ def project_env(database_url: str) -> dict[str, str]:
     return {**os.environ, **JWT_ENV, "AUTIONAL_DATABASE_URL": database_url}
 
 
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    config: Config | None = None  # the project's
+
+
+@dataclass
 class Bench:
     """Databases and servers, made on first use and reused by every case with the same configuration."""
 
-    def __init__(self, tmp: Path, admin_url: str) -> None:
-        self.tmp = tmp
-        self.admin_url = admin_url
-        self.processes: list[subprocess.Popen] = []
-        self.pg_databases: list[str] = []
-        self.databases: dict[str, tuple[str, str]] = {}  # engine -> (project URL, yardstick --db)
-        self.servers: dict[tuple[str, str, int], str] = {}  # (side, engine, workers) -> base URL
+    tmp: Path
+    admin_url: str
+    redis_url: str
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    pg_databases: list[str] = field(default_factory=list)
+    databases: dict[str, tuple[str, str]] = field(default_factory=dict)  # engine -> (project URL, ref)
+    servers: dict[tuple[str, str, int], Server] = field(default_factory=dict)  # (side, engine, workers)
 
     def database(self, engine: str) -> tuple[str, str]:
         if engine not in self.databases:
@@ -142,39 +218,66 @@ class Bench:
             cur.execute(f'CREATE DATABASE "{name}"')
         return urlsplit(self.admin_url)._replace(path=f"/{name}").geturl()
 
-    def project(self, engine: str, workers: int) -> str:
-        key = ("project", engine, workers)
+    def server(self, side: str, case: Case) -> Server:
+        workers = case.workers if side.startswith("project:") else 1
+        key = (side, case.engine, workers)
         if key not in self.servers:
             port = free_port()
-            argv = ["serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
-            env = project_env(self.database(engine)[0])
-            self.servers[key] = self.start([str(BIN / "autional-sessions"), *argv], port, env)
+            name = f"{side.replace(':', '-')}-{case.engine}-{workers}"
+            if side == YARDSTICK:
+                argv = [
+                    str(BIN / "python"),
+                    str(SHARED / "reference_server.py"),
+                    "--db",
+                    self.ref(case.engine),
+                ]
+                argv += ["--users", str(USERS), "--sessions", str(SESSIONS), "--port", str(port)]
+                self.servers[key] = self.start(name, argv, port, dict(os.environ))
+            elif side == FLOOR:
+                # On the yardstick's database, which the yardstick seeds before it listens.
+                self.server(YARDSTICK, case)
+                argv = [str(BIN / "python"), str(ROOT / "bench" / "floor_server.py")]
+                argv += ["--db", self.ref(case.engine), "--port", str(port)]
+                self.servers[key] = self.start(name, argv, port, dict(os.environ))
+            else:
+                config = CONFIGS[side.partition(":")[2]]
+                argv = [
+                    str(BIN / "autional-sessions"),
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                ]
+                argv += ["--log-level", config.log_level]
+                env = {**project_env(self.database(case.engine)[0]), **config.env(self.redis_url)}
+                self.servers[key] = self.start(name, argv, port, env)
+                self.servers[key].config = config
         return self.servers[key]
 
-    def yardstick(self, engine: str) -> str:
-        key = ("yardstick", engine, 1)
-        if key not in self.servers:
-            port, ref = free_port(), self.database(engine)[1]
-            argv = [str(BIN / "python"), str(SHARED / "reference_server.py"), "--db", ref]
-            argv += ["--users", str(USERS), "--sessions", str(SESSIONS), "--port", str(port)]
-            self.servers[key] = self.start(argv, port, dict(os.environ))
-        return self.servers[key]
+    def ref(self, engine: str) -> str:
+        return self.database(engine)[1]
 
-    def start(self, argv: list[str], port: int, env: dict[str, str]) -> str:
-        log(f"starting {' '.join(argv[:2])} on port {port}")
+    def start(self, name: str, argv: list[str], port: int, env: dict[str, str]) -> Server:
+        log(f"starting {name} on port {port}")
+        log_path = self.tmp / f"{name}.log"
         # A process group of its own: `--workers 2` forks children, and stopping the group stops them all.
-        process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=sys.stderr, start_new_session=True)
+        with log_path.open("wb") as output:
+            process = subprocess.Popen(
+                argv, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.processes.append(process)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300  # the yardstick seeds PostgreSQL row by row before it listens
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise BenchError(f"{' '.join(argv[:2])} exited with {process.returncode} before it answered")
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise BenchError(f"{name} exited with {process.returncode} before it answered:\n{tail}")
             with contextlib.suppress(httpx.TransportError):
                 httpx.get(url, timeout=1)  # any answer, even a 404, means it listens
-                return url
+                return Server(url, process, log_path)
             time.sleep(0.2)
-        raise BenchError(f"{' '.join(argv[:2])} did not answer on port {port} within 300 s")
+        raise BenchError(f"{name} did not answer on port {port} within 300 s")
 
     def close(self) -> None:
         for process in self.processes:
@@ -202,26 +305,53 @@ class Bench:
             log(f"could not drop {', '.join(self.pg_databases)}: {exc}")
 
 
-def honesty_check(case: Case, urls: dict[str, str]) -> None:
-    """Both servers must do the same work for the case, or the ratio compares unlike things."""
+def honesty_check(case: Case, servers: dict[str, Server]) -> None:
+    """Every server must do the same work for the case, or the ratio compares unlike things; and each
+    configuration of the project must have the features it claims on (a Redis that fails open, say,
+    would pass for a fast limiter)."""
     user, now = USER_FORMAT.format(42), int(time.time())
     claims = {"sub": user, "iat": now, "exp": now + 600, "iss": ISSUER, "aud": AUDIENCE}
     headers = {"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
     seen: dict[str, tuple[int, int]] = {}
-    for side, url in urls.items():
-        response = httpx.get(f"{url}/sessions/user/{user}/sessions?{case.query}", headers=headers, timeout=10)
+    for side, server in servers.items():
+        response = httpx.get(
+            f"{server.url}/sessions/user/{user}/sessions?{case.query}", headers=headers, timeout=10
+        )
         if response.status_code != 200:
             raise BenchError(
                 f"honesty check, {case.name}: {side} said {response.status_code} {response.text}"
             )
         body = response.json()
         seen[side] = (len(body["items"]), body["total"])
-    if seen["project"] != seen["yardstick"]:
+        if server.config is not None:
+            check_features(case, side, server, response)
+    if len(set(seen.values())) != 1:
+        raise BenchError(f"honesty check, {case.name}: for {user} (items, total) differ: {seen}")
+    log(
+        f"[{case.name}] honesty check: every server returns {seen[YARDSTICK][0]} items of {seen[YARDSTICK][1]}"
+    )
+
+
+def check_features(case: Case, side: str, server: Server, response: httpx.Response) -> None:
+    config = server.config
+    assert config is not None
+    limited = "ratelimit-limit" in response.headers
+    if limited != bool(config.rate_limits):
+        state = "carries" if limited else "lacks"
+        raise BenchError(f"honesty check, {case.name}: {side}'s response {state} the RateLimit headers")
+    request_id = response.headers["x-request-id"]
+    time.sleep(0.2)  # the line may be written off the request's path
+    logged = request_id in server.log_path.read_text(errors="replace")
+    if logged != config.access_log:
         raise BenchError(
-            f"honesty check, {case.name}: for {user} the project returned {seen['project'][0]} items of "
-            f"{seen['project'][1]}, the yardstick {seen['yardstick'][0]} of {seen['yardstick'][1]}"
+            f"honesty check, {case.name}: {side}'s access log {'has' if logged else 'lacks'} the line"
         )
-    log(f"[{case.name}] honesty check: both return {seen['project'][0]} items of {seen['project'][1]}")
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10)
+    counted = metrics.status_code == 200 and "autional_sessions_http_requests_total{" in metrics.text
+    if counted != config.metrics:
+        raise BenchError(
+            f"honesty check, {case.name}: {side}'s /metrics {'counts' if counted else 'lacks'} requests"
+        )
 
 
 def load(url: str, case: Case, seconds: int) -> Round:
@@ -235,20 +365,21 @@ def load(url: str, case: Case, seconds: int) -> Round:
 
 
 def run_case(bench: Bench, case: Case, rounds: int, seconds: int) -> dict[str, list[Round]]:
-    urls = {"project": bench.project(case.engine, case.workers), "yardstick": bench.yardstick(case.engine)}
-    honesty_check(case, urls)
-    for url in urls.values():  # warm-up, not recorded: pools, caches, lazy imports, every worker forked
-        load(url, case, 1)
-    runs: dict[str, list[Round]] = {side: [] for side in urls}
+    servers = {side: bench.server(side, case) for side in case.sides}
+    honesty_check(case, servers)
+    for server in servers.values():  # warm-up, not recorded: pools, caches, lazy imports, every worker forked
+        load(server.url, case, 1)
+    runs: dict[str, list[Round]] = {side: [] for side in servers}
     for i in range(rounds):
-        # Alternate who goes first, so that a drift in the machine's load favours neither side.
-        for side in list(urls) if i % 2 == 0 else list(urls)[::-1]:
-            result = load(urls[side], case, seconds)
+        # Every server in every round, in an order reversed each round, so that a drift in the machine's
+        # load favours none of them.
+        for side in case.sides if i % 2 == 0 else case.sides[::-1]:
+            result = load(servers[side].url, case, seconds)
             runs[side].append(result)
             log(
-                f"[{case.name}] round {i + 1}/{rounds} {side:9}: {result['rps']:8.1f} req/s  "
+                f"[{case.name}] round {i + 1}/{rounds} {side:24}: {result['rps']:8.1f} req/s  "
                 f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
-                f"errors {result['non_2xx'] + result['socket_errors']}"
+                f"errors {errors(result)}"
             )
     return runs
 
@@ -257,40 +388,63 @@ def median(runs: list[Round], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def report(results: dict[str, dict[str, list[Round]]]) -> tuple[str, bool]:
-    """The Markdown table, and whether the project saw an error in any 256-connection case.
+def errors(*runs: Round) -> int:
+    return sum(int(r["non_2xx"] + r["socket_errors"]) for r in runs)
 
-    Errors are counted per side: only the project's fail the run (the yardstick, a synchronous driver on
+
+def report(results: dict[str, dict[str, list[Round]]]) -> tuple[str, bool]:
+    """The Markdown tables (throughput by case and configuration; each feature's cost), and whether the
+    project saw an error in any 256-connection case.
+
+    Errors are counted per server: only the project's fail the run (the yardstick, a synchronous driver on
     its event loop, sometimes drops connections at 256 on PostgreSQL; that is reported, not judged).
     """
     lines = [
-        "| case | project req/s | yardstick req/s | ratio | project p50 ms | project p99 ms "
-        "| yardstick p99 ms | p99 ratio | errors (project / yardstick) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| case | project configuration | project req/s | yardstick req/s | floor req/s | x yardstick | x floor "
+        "| project p50 ms | project p99 ms | yardstick p99 ms | floor p99 ms | p99 x yardstick "
+        "| errors (project / yardstick / floor) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    costs = ["| case | feature | req/s with it | req/s without it | cost |", "|---|---|--:|--:|--:|"]
     failed = False
     for name, runs in results.items():
-        project, ref = runs["project"], runs["yardstick"]
-        errors = sum(int(r["non_2xx"] + r["socket_errors"]) for r in project)
-        ref_errors = sum(int(r["non_2xx"] + r["socket_errors"]) for r in ref)
-        failed |= CASES[name].strict and errors > 0
-        rps, ref_rps = median(project, "rps"), median(ref, "rps")
-        p99, ref_p99 = median(project, "p99_ms"), median(ref, "p99_ms")
-        flag = " FAIL" if CASES[name].strict and errors else ""
-        lines.append(
-            f"| {name} | {rps:.0f} | {ref_rps:.0f} | {rps / ref_rps:.2f} | {median(project, 'p50_ms'):.2f} "
-            f"| {p99:.2f} | {ref_p99:.2f} | {p99 / ref_p99:.2f} | {errors} / {ref_errors}{flag} |"
-        )
+        ref, floor = runs[YARDSTICK], runs[FLOOR]
+        ref_rps, floor_rps = median(ref, "rps"), median(floor, "rps")
+        ref_p99, floor_p99 = median(ref, "p99_ms"), median(floor, "p99_ms")
+        for side, project in runs.items():
+            if not side.startswith("project:"):
+                continue
+            count = errors(*project)
+            bad = CASES[name].strict and count > 0
+            failed |= bad
+            rps, p99 = median(project, "rps"), median(project, "p99_ms")
+            lines.append(
+                f"| {name} | {side.partition(':')[2]} | {rps:.0f} | {ref_rps:.0f} | {floor_rps:.0f} "
+                f"| {rps / ref_rps:.2f} | {rps / floor_rps:.2f} | {median(project, 'p50_ms'):.2f} | {p99:.2f} "
+                f"| {ref_p99:.2f} | {floor_p99:.2f} | {p99 / ref_p99:.2f} "
+                f"| {count} / {errors(*ref)} / {errors(*floor)}{' FAIL' if bad else ''} |"
+            )
+        for feature, with_it, without_it in FEATURES:
+            on, off = runs.get(project_side(with_it)), runs.get(project_side(without_it))
+            if on and off:
+                on_rps, off_rps = median(on, "rps"), median(off, "rps")
+                costs.append(
+                    f"| {name} | {feature} | {on_rps:.0f} | {off_rps:.0f} | {100 * (1 - on_rps / off_rps):.1f} % |"
+                )
+    table = "\n".join(lines)
+    if len(costs) > 2:
+        table += "\n\n" + "\n".join(costs)
     if "pg-1" in results and "pg-2" in results:
-        scaling = median(results["pg-2"]["project"], "rps") / median(results["pg-1"]["project"], "rps")
-        lines.append(f"\npg-2 scaling (project, 2 workers / 1 worker, median req/s): {scaling:.2f}x")
-    return "\n".join(lines), failed
+        side = project_side("production")
+        scaling = median(results["pg-2"][side], "rps") / median(results["pg-1"][side], "rps")
+        table += f"\n\npg-2 scaling (project, 2 workers / 1 worker, median req/s): {scaling:.2f}x"
+    return table, failed
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
-    parser.add_argument("--rounds", type=int, default=3, help="measured rounds per case and side")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds per case and server")
     parser.add_argument("--seconds", type=int, default=6, help="length of one round")
     parser.add_argument("--json", metavar="PATH", help="also write every round's raw result there")
     args = parser.parse_args()
@@ -305,7 +459,11 @@ def main() -> int:
 
     results: dict[str, dict[str, list[Round]]] = {}
     with tempfile.TemporaryDirectory(prefix="autional-bench-") as tmp:
-        bench = Bench(Path(tmp), os.environ.get("AUTIONAL_BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL))
+        bench = Bench(
+            Path(tmp),
+            os.environ.get("AUTIONAL_BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL),
+            os.environ.get("AUTIONAL_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        )
         try:
             for case in cases:
                 results[case.name] = run_case(bench, case, args.rounds, args.seconds)

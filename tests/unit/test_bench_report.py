@@ -1,0 +1,59 @@
+"""The bench's tables (bench/compare.py): what `make bench` prints from its measured rounds."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from tests.checkout import REPO
+
+spec = importlib.util.spec_from_file_location("bench_compare", REPO / "bench" / "compare.py")
+assert spec is not None and spec.loader is not None
+compare = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = compare
+spec.loader.exec_module(compare)
+
+
+def rounds(rps: float, p99: float = 10.0, non_2xx: int = 0) -> list[dict[str, float]]:
+    one = {
+        "rps": rps,
+        "p50_ms": p99 / 2,
+        "p99_ms": p99,
+        "requests": rps,
+        "non_2xx": non_2xx,
+        "socket_errors": 0,
+    }
+    return [dict(one, rps=rps - 10), dict(one), dict(one, rps=rps + 10)]
+
+
+def test_each_configuration_is_a_row_beside_the_yardstick_and_the_floor_and_each_feature_has_its_cost():
+    results = {
+        "sqlite-20": {
+            "project:production": rounds(900),
+            "project:no-access-log": rounds(1000),
+            "project:no-rate-limits": rounds(950),
+            "yardstick": rounds(1000, p99=20),
+            "floor": rounds(1500),
+        }
+    }
+
+    table, failed = compare.report(results)
+
+    assert not failed
+    assert (
+        "| sqlite-20 | production | 900 | 1000 | 1500 | 0.90 | 0.60 | 5.00 | 10.00 | 20.00 | 10.00 | 0.50 | 0 / 0 / 0 |"
+        in table
+    )
+    assert "| sqlite-20 | access log | 900 | 1000 | 10.0 % |" in table
+    assert "| sqlite-20 | rate limits in memory | 900 | 950 | 5.3 % |" in table
+    assert "rate limits in Redis" not in table  # not measured in this run
+
+
+def test_an_error_of_the_project_at_256_connections_fails_the_run_and_one_of_the_yardstick_does_not():
+    ok = {"project:production": rounds(900), "yardstick": rounds(1000, non_2xx=3), "floor": rounds(1500)}
+    bad = dict(ok, **{"project:production": rounds(900, non_2xx=1)})
+
+    assert not compare.report({"sqlite-20-c256": ok})[1]
+    table, failed = compare.report({"sqlite-20-c256": bad})
+    assert failed
+    assert "| 3 / 9 / 0 FAIL |" in table
