@@ -105,7 +105,7 @@ def required(config: pytest.Config) -> dict[str, set[int]]:
     # 204 only while the user still has an active session for a link to name.
     unreachable = {
         "GET /sessions/user/{user_id}/sessions": {404, 429, 500, 503},
-        "DELETE /sessions/user/{user_id}/sessions": {404, 429, 500, 503},
+        "POST /sessions/user/{user_id}/sessions/revocations": {404, 429, 500, 503},
         "DELETE /sessions/user/{user_id}/sessions/{session_id}": {204, 429, 500, 503},
         "GET /readyz": {503},
     }

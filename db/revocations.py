@@ -30,7 +30,12 @@ def revoke_others_query(
     condition = active(user_id, now, tenant)
     if keep is not None:
         condition &= Session.id != keep
-    return Session.update(status="revoked", revoked_at=now).where(condition).returning(Session.id).tuples()
+    return (
+        Session.update(status="revoked", revoked_at=now)
+        .where(condition)
+        .returning(Session.id, Session.last_active_at)
+        .tuples()
+    )
 
 
 class SessionRevocations:
@@ -62,7 +67,10 @@ class SessionRevocations:
     async def revoke_others(
         self, user_id: str, keep: str | None, now: dt.datetime, tenant: str | None
     ) -> list[str]:
-        """Revoke every active session of the user but `keep` (all of them when None); their ids."""
+        """Revoke every active session of the user but `keep` (all of them when None); their ids, in the
+        list's order (most recent activity first, then id descending)."""
         statement = self._others[(tenant is not None, keep is not None)]
         values = {"user_id": user_id, "keep": keep, "now": self._bind_time(now), "tenant": tenant}
-        return [row[0] for row in await self._store.write(statement, statement.bind(values))]
+        rows = await self._store.write(statement, statement.bind(values))
+        # (last_active_at, id) sort alike on either engine: datetimes, or SQLite's ISO 8601 text.
+        return [session_id for session_id, _ in sorted(rows, key=lambda row: (row[1], row[0]), reverse=True)]

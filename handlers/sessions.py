@@ -21,6 +21,9 @@ from autional_sessions.problems import ProblemError, utc_timestamp
 from autional_sessions.request_context import current_request
 
 audit = logging.getLogger("autional_sessions.audit")
+# The spec's maxItems of dto.RevokeSessionsResponse.revoked_ids: a revocation's answer stays as bounded
+# as a page of the list, however many sessions it revoked.
+LISTED_REVOKED_IDS = 100
 
 
 def _now() -> dt.datetime:
@@ -123,15 +126,25 @@ async def revoke_other_sessions(
     revocations: SessionRevocations,
     tenant_claim: str,
 ) -> tuple[dict[str, Any], int]:
-    """DELETE /sessions/user/{user_id}/sessions: sign every other device out."""
+    """POST /sessions/user/{user_id}/sessions/revocations: sign every other device out, and say which."""
     _own_user(user_id, user)
     tenant = await _checked_tenant(sessions, user_id, token_info.get(tenant_claim))
     now = _now()
-    revoked = await revocations.revoke_others(user_id, token_info.get("sid"), now, tenant)
+    current = token_info.get("sid")
+    revoked = await revocations.revoke_others(user_id, current, now, tenant)
     if not revoked and not await sessions.user_exists(user_id):
         raise _no_user(user_id)
     _audit(user_id, revoked, now)
-    return {"code": 0, "message": "success", "timestamp": utc_timestamp(now), "revoked": len(revoked)}, 200
+    body = {
+        "code": 0,
+        "message": "success",
+        "timestamp": utc_timestamp(now),
+        "revoked": len(revoked),
+        "revoked_ids": revoked[:LISTED_REVOKED_IDS],
+    }
+    if current is not None:
+        body["current_id"] = current
+    return body, 200
 
 
 async def _checked_tenant(sessions: SessionQueries, user_id: str, tenant: str | None) -> str | None:

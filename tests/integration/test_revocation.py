@@ -18,6 +18,7 @@ from tests.spec_check import assert_conforms
 
 LIST = "/sessions/user/{}/sessions"
 ONE = "/sessions/user/{}/sessions/{}"
+OTHERS = "/sessions/user/{}/sessions/revocations"
 
 
 @pytest.fixture
@@ -78,13 +79,15 @@ def test_a_session_the_caller_cannot_revoke_is_one_404_whatever_the_reason(
     assert Session.get_by_id("sess_bob_1").status == "active"
 
 
-@pytest.mark.parametrize("path", [ONE.format("usr_bob", "sess_bob_1"), LIST.format("usr_bob")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("DELETE", ONE.format("usr_bob", "sess_bob_1")), ("POST", OTHERS.format("usr_bob"))]
+)
 def test_another_users_sessions_are_refused_before_any_lookup(
-    client, auth_headers, alice, break_database, path
+    client, auth_headers, alice, break_database, method, path
 ):
     break_database()
 
-    response = client.delete(path, headers=auth_headers("usr_alice"))
+    response = client.request(method, path, headers=auth_headers("usr_alice"))
 
     assert response.status_code == 403
     assert Session.get_by_id("sess_bob_1").status == "active"
@@ -93,11 +96,14 @@ def test_another_users_sessions_are_refused_before_any_lookup(
 def test_revoking_the_others_keeps_the_tokens_own_session(client, auth_headers, alice):
     headers = auth_headers("usr_alice", sid="sess_alice_1")
 
-    response = client.delete(LIST.format("usr_alice"), headers=headers)
+    response = client.post(OTHERS.format("usr_alice"), headers=headers)
 
     assert response.status_code == 200, response.text
     body = assert_conforms(response)
     assert body["revoked"] == 3
+    # What was revoked, in the list's order, and the session kept.
+    assert body["revoked_ids"] == ["sess_alice_0", "sess_alice_2", "sess_alice_3"]
+    assert body["current_id"] == "sess_alice_1"
     assert [(i["id"], i["current"]) for i in listed(client, headers)] == [("sess_alice_1", True)]
     assert Session.get_by_id("sess_bob_1").status == "active"
 
@@ -105,13 +111,58 @@ def test_revoking_the_others_keeps_the_tokens_own_session(client, auth_headers, 
 def test_without_sid_revoking_the_others_revokes_every_session(client, auth_headers, alice):
     headers = auth_headers("usr_alice")
 
-    assert client.delete(LIST.format("usr_alice"), headers=headers).json()["revoked"] == 4
-    assert client.delete(LIST.format("usr_alice"), headers=headers).json()["revoked"] == 0
+    first = client.post(OTHERS.format("usr_alice"), headers=headers).json()
+    again = client.post(OTHERS.format("usr_alice"), headers=headers).json()
+
+    assert (first["revoked"], first["revoked_ids"]) == (4, alice)
+    assert (again["revoked"], again["revoked_ids"]) == (0, [])
+    assert "current_id" not in first and "current_id" not in again
     assert listed(client, headers) == []
 
 
+def test_revoking_the_others_leaves_the_list_in_place(client, auth_headers, alice):
+    """A revocation is an action on the list, not its deletion: what REST tools read from a DELETE of a
+    path followed by a GET of it (Schemathesis's "deleted resource still available")."""
+    headers = auth_headers("usr_alice", sid="sess_alice_0")
+    assert client.post(OTHERS.format("usr_alice"), headers=headers).status_code == 200
+
+    response = client.get(LIST.format("usr_alice"), headers=headers)
+    deleting = client.delete(LIST.format("usr_alice"), headers=headers)
+
+    assert response.status_code == 200
+    assert [item["id"] for item in assert_conforms(response)["items"]] == ["sess_alice_0"]
+    assert deleting.status_code == 405
+    assert deleting.headers["allow"] == "GET, HEAD"
+
+
+def test_a_session_whose_id_is_revocations_is_one_to_revoke_by_id(client, auth_headers, alice):
+    """The revocations sub-resource takes POST; a DELETE of it names a session like any other, and its
+    Allow says both."""
+    response = client.delete(OTHERS.format("usr_alice"), headers=auth_headers("usr_alice"))
+    reading = client.get(OTHERS.format("usr_alice"), headers=auth_headers("usr_alice"))
+
+    assert response.status_code == 404
+    assert assert_conforms(response)["type"].endswith("/session-not-found")
+    assert len(listed(client, auth_headers("usr_alice"))) == 4
+    assert reading.status_code == 405
+    assert reading.headers["allow"] == "DELETE, POST"
+
+
+def test_the_answer_lists_at_most_a_pages_worth_of_revoked_ids(client, auth_headers, database):
+    add_user("usr_many")
+    now = utcnow()
+    for n in range(103):
+        add_session(f"sess_many_{n:03d}", "usr_many", last_active_at=now - dt.timedelta(seconds=n))
+
+    response = client.post(OTHERS.format("usr_many"), headers=auth_headers("usr_many"))
+
+    body = assert_conforms(response)
+    assert body["revoked"] == 103
+    assert body["revoked_ids"] == [f"sess_many_{n:03d}" for n in range(100)]
+
+
 def test_revoking_the_others_of_a_user_that_does_not_exist_is_a_404(client, auth_headers, alice):
-    response = client.delete(LIST.format("usr_ghost"), headers=auth_headers("usr_ghost"))
+    response = client.post(OTHERS.format("usr_ghost"), headers=auth_headers("usr_ghost"))
 
     assert response.status_code == 404
     assert assert_conforms(response)["type"].endswith("/user-not-found")
@@ -134,7 +185,7 @@ def test_the_list_marks_the_tokens_session_as_current(client, auth_headers, alic
     ("method", "path"),
     [
         ("GET", LIST.format("usr_alice")),
-        ("DELETE", LIST.format("usr_alice")),
+        ("POST", OTHERS.format("usr_alice")),
         ("DELETE", ONE.format("usr_alice", "sess_alice_0")),
     ],
 )
@@ -172,7 +223,7 @@ def test_each_revocation_is_an_audit_event_without_the_raw_session_id_or_token(
     headers = auth_headers("usr_alice", sid="sess_alice_0")
     with caplog.at_level(logging.INFO):
         one = client.delete(ONE.format("usr_alice", "sess_alice_3"), headers=headers)
-        others = client.delete(LIST.format("usr_alice"), headers=headers)
+        others = client.post(OTHERS.format("usr_alice"), headers=headers)
 
     events = [r for r in caplog.records if r.name == "autional_sessions.audit"]
     refs = {r.session_ref for r in events}
@@ -189,8 +240,8 @@ def test_each_revocation_is_an_audit_event_without_the_raw_session_id_or_token(
 
 
 def test_a_token_of_another_tenant_cannot_revoke(client, auth_headers, alice):
-    response = client.delete(
-        LIST.format("usr_alice"), headers=auth_headers("usr_alice", tenant_id="tnt_other")
+    response = client.post(
+        OTHERS.format("usr_alice"), headers=auth_headers("usr_alice", tenant_id="tnt_other")
     )
 
     assert response.status_code == 403
@@ -229,7 +280,7 @@ def test_revoking_all_racing_with_revoking_one_loses_and_double_counts_nothing(a
             app,
             [
                 ("DELETE", ONE.format("usr_race", ids[round_ % 6]), headers),
-                ("DELETE", LIST.format("usr_race"), headers),
+                ("POST", OTHERS.format("usr_race"), headers),
             ],
         )
         revoked_by_one = 1 if one.status_code == 204 else 0
