@@ -104,12 +104,12 @@ bench: setup
 # the English texts (the code's N_() and Nn_() calls, the spec's problem titles; babel.cfg) into the
 # template, merge it into each language's messages.po, translate, then compile the .mo files the server
 # reads (committed, so that they ship in the wheel). A new language: make i18n-init LOCALE=ja
-LOCALE_DIR := autional_sessions/locale
+LOCALE_DIR := autional_sessions/problems/locale
 i18n-extract: setup
 	$(BIN)/pybabel extract -F babel.cfg --no-default-keywords -k N_:1c,2 -k Nn_:1c,2,3 --add-comments=Translators: \
 		--add-location=file --sort-by-file --project=autional-sessions --copyright-holder=Autional \
 		--msgid-bugs-address=https://autional.com \
-		-o $(LOCALE_DIR)/messages.pot autional_sessions handlers db
+		-o $(LOCALE_DIR)/messages.pot autional_sessions handlers db openapi.yaml
 
 i18n-update: i18n-extract
 	$(BIN)/pybabel update -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) --no-fuzzy-matching --ignore-obsolete

@@ -161,7 +161,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from autional_sessions.auth import TokenVerifier
+    from autional_sessions.security.bearer_auth import TokenVerifier
 
     settings = Settings.from_env()
     claims = {}
@@ -176,9 +176,9 @@ def _token(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from autional_sessions.auth import TokenVerifier
-    from autional_sessions.metrics_dir import prepare_multiprocess_dir
-    from autional_sessions.tracing import otel_export_requested
+    from autional_sessions.observability.metrics_dir import prepare_multiprocess_dir
+    from autional_sessions.observability.tracing import otel_export_requested
+    from autional_sessions.security.bearer_auth import TokenVerifier
 
     settings = Settings.from_env()
     # Refuse to start rather than reject every request later: a missing or weak secret, a public-key
@@ -190,12 +190,12 @@ def _serve(args: argparse.Namespace) -> int:
     # directory, and /metrics adds them up, whichever worker answers the scrape.
     prepare_multiprocess_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
-    from autional_sessions.log_format import configure_logging, uvicorn_log_config
+    from autional_sessions.observability.log_format import configure_logging, uvicorn_log_config
 
     level = args.log_level or settings.log_level
     configure_logging(level, settings.log_format)
     uvicorn.run(
-        "autional_sessions.app:create_app_from_env",
+        "autional_sessions.http.app:create_app_from_env",
         factory=True,
         host=args.host,
         port=args.port,
@@ -219,12 +219,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _contract_test(args: argparse.Namespace) -> int:
     """pytest on the installed contract_tests package: the very suite `make test` runs in process."""
+    import importlib.util
     import tempfile
     from pathlib import Path
 
     import pytest
-
-    from autional_sessions import contract_tests
 
     if args.url and not (args.token and args.user_id):
         print(
@@ -238,7 +237,10 @@ def _contract_test(args: argparse.Namespace) -> int:
     if args.max_examples:
         # The suite reads its budget at import, when pytest collects it.
         os.environ["CONTRACT_MAX_EXAMPLES"] = str(args.max_examples)
-    package = Path(contract_tests.__file__).parent
+    # Found, not imported: pytest imports the suite, under the one name its place gives it.
+    (package,) = map(
+        Path, importlib.util.find_spec("autional_sessions.contract_tests").submodule_search_locations
+    )
     argv = [
         str(package),
         # Only the suite's own settings: none from the pytest configuration or conftest.py files of the
@@ -283,7 +285,7 @@ def _contract_test(args: argparse.Namespace) -> int:
 def _docs_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from autional_sessions.docs_site import build_site
+    from autional_sessions.docs.site import build_site
 
     out = Path(args.out)
     written = build_site(out)

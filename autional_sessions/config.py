@@ -181,7 +181,7 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _rate_limit(env: Mapping[str, str]) -> str | None:
-    from autional_sessions.rate_limits import parse_limit
+    from autional_sessions.http.rate_limits import parse_limit
 
     raw = env.get("AUTIONAL_RATE_LIMIT", "").strip()
     if not raw:
@@ -201,7 +201,7 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
-    from autional_sessions.client_address import ClientAddress
+    from autional_sessions.http.client_address import ClientAddress
 
     proxies = _list(env, "AUTIONAL_TRUSTED_PROXIES")
     try:

@@ -8,16 +8,18 @@ from typing import Any
 
 import yaml
 
+from autional_sessions import CHECKOUT
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # The keys of an OpenAPI path item that are operations (the others are parameters, summary, ...).
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 def project_file(name: str) -> Path:
-    """A file shipped inside the package, and only there: nothing lying beside the package (say a stray
-    openapi.yaml in site-packages) can stand in for the contract. In a checkout the package's copies are
-    links to the files at the repository root, which stay where the project's layout keeps them."""
-    path = _PACKAGE_DIR / name
+    """A file shipped inside the package, and only there: nothing lying beside an installed package (say a
+    stray openapi.yaml in site-packages) can stand in for the contract. In a checkout, the file at the
+    repository's top, where the wheel's build takes it from (pyproject.toml, `force-include`)."""
+    path = (CHECKOUT or _PACKAGE_DIR) / name
     if not path.is_file():
         raise FileNotFoundError(f"{name} is not packaged with autional_sessions")
     return path

@@ -193,7 +193,7 @@ def break_database(monkeypatch: pytest.MonkeyPatch, store: Store) -> Callable[[]
 
 @pytest.fixture
 def app(database: peewee.Database, settings: Settings, store: Store):
-    from autional_sessions.app import create_app
+    from autional_sessions.http.app import create_app
 
     return create_app(settings, store=store)
 

@@ -38,13 +38,13 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autional_sessions.auth import TokenVerifier  # noqa: E402
 from autional_sessions.config import Settings  # noqa: E402
 from autional_sessions.db.maintenance import open_database  # noqa: E402
 from autional_sessions.db.migrations import migrate  # noqa: E402
 from autional_sessions.db.queries import SessionQueries  # noqa: E402
 from autional_sessions.db.seed import seed, user_id  # noqa: E402
 from autional_sessions.db.store import open_store  # noqa: E402
+from autional_sessions.security.bearer_auth import TokenVerifier  # noqa: E402
 
 SECRET = "page-latency-bench-secret-0123456789abcdef"
 SESSIONS_PER_USER = 20

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from autional_sessions.contract_tests.harness import StatusLedger, Target, documented_statuses
+from .harness import StatusLedger, Target, documented_statuses
 
 SEEDED_USERS = 6
 # Far above what one run asks of any user or of the test client's one address.
@@ -131,15 +131,16 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
     # The server's modules, imported only here: against a deployment the suite needs no server code
     # and no database driver (the `contract` extra alone).
-    from autional_sessions.app import create_app
-    from autional_sessions.contract_tests.faults import (
+    from autional_sessions.db.seed import seed, user_id
+    from autional_sessions.db.store import open_store
+    from autional_sessions.http.app import create_app
+    from autional_sessions.http.rate_limits import RateLimits
+
+    from .faults import (
         FaultInjectingStore,
         unavailable_error,
         unexpected_error,
     )
-    from autional_sessions.db.seed import seed, user_id
-    from autional_sessions.db.store import open_store
-    from autional_sessions.rate_limits import RateLimits
 
     # A fresh app on the emptied, migrated test database of this run's engine (the root conftest's),
     # whose store fails on purpose for the fault users.

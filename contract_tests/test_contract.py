@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from autional_sessions.contract_tests.harness import StatusLedger, Target, load_contract, load_settings
+from .harness import StatusLedger, Target, load_contract, load_settings
 
 # Read at import, because Schemathesis builds its tests at collection: CONTRACT_MAX_EXAMPLES=2000 make test
 # raises the fuzzing budget (schemathesis.toml sets the default).

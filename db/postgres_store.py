@@ -24,7 +24,7 @@ from autional_sessions.config import Settings
 from autional_sessions.db.errors import DatabaseUnavailable
 from autional_sessions.db.statements import Statement
 from autional_sessions.db.url import DatabaseUrl
-from autional_sessions.metrics import observe_pool_wait
+from autional_sessions.observability.metrics import observe_pool_wait
 
 logger = logging.getLogger("autional_sessions.db")
 

@@ -16,9 +16,9 @@ from typing import Any
 from autional_sessions.db.models import SESSION_FIELDS
 from autional_sessions.db.queries import OtherTenant, SessionQueries
 from autional_sessions.db.revocations import SessionRevocations
-from autional_sessions.i18n import N_
-from autional_sessions.problems import ProblemError, utc_timestamp
-from autional_sessions.request_context import current_request
+from autional_sessions.observability.request_context import current_request
+from autional_sessions.problems.factory import ProblemError, utc_timestamp
+from autional_sessions.problems.languages import N_
 
 audit = logging.getLogger("autional_sessions.audit")
 # The spec's maxItems of dto.RevokeSessionsResponse.revoked_ids: a revocation's answer stays as bounded

@@ -10,8 +10,8 @@ import httpx
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from starlette.types import ASGIApp
 
-from autional_sessions.app import middleware_stack
-from autional_sessions.dispatch import OperationDispatcher
+from autional_sessions.http.app import middleware_stack
+from autional_sessions.http.dispatch import OperationDispatcher
 
 SESSIONS_TEMPLATE = "/sessions/user/{user_id}/sessions"
 SECRET_USER = "usr_secret123"

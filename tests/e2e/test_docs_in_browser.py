@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import pytest
 
-from autional_sessions.docs_site import build_site
+from autional_sessions.docs.site import build_site
 from autional_sessions.spec import HTTP_METHODS, load_spec
 from autional_sessions.testing import service_missing
 from tests.html_page import texts

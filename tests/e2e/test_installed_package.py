@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -100,6 +101,7 @@ def test_the_wheel_has_one_top_level_name_and_the_whole_package(wheel):
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"autional_sessions"}
     for module in (
         "openapi.yaml",
+        "schemathesis.toml",
         "handlers/sessions.py",
         "db/store.py",
         "db/migrations.py",
@@ -107,10 +109,49 @@ def test_the_wheel_has_one_top_level_name_and_the_whole_package(wheel):
         "contract_tests/test_contract.py",
         "testing.py",
         # The compiled catalogue the server reads, and the template the docs' problem pages list texts from.
-        "locale/zh_CN/LC_MESSAGES/messages.mo",
-        "locale/messages.pot",
+        "problems/locale/zh_CN/LC_MESSAGES/messages.mo",
+        "problems/locale/messages.pot",
     ):
         assert f"autional_sessions/{module}" in names, module
+
+
+def build(target: str, source: Path, out: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", target, "-d", str(out)],
+        cwd=source,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (built,) = out.glob("autional_sessions-*.tar.gz" if target == "sdist" else "autional_sessions-*.whl")
+    return built
+
+
+def git_files(*options: str) -> set[str]:
+    listing = subprocess.run(
+        ["git", "ls-files", *options], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return set(listing.stdout.splitlines())
+
+
+def test_the_sdist_mirrors_the_repository_and_builds_the_same_wheel(wheel, tmp_path):
+    sdist = build("sdist", REPO, tmp_path / "sdist")
+    with tarfile.open(sdist) as archive:
+        members = archive.getmembers()
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    (top,) = {m.name.split("/")[0] for m in members}
+    files = {m.name.removeprefix(f"{top}/") for m in members if m.isfile()}
+
+    assert [m.name for m in members if m.issym() or m.islnk()] == []
+    # The repository's files where the repository has them: the top-level folders, not copies in the package.
+    assert {"openapi.yaml", "db/store.py", "handlers/sessions.py", "contract_tests/test_contract.py"} <= files
+    assert not {f for f in files if f.startswith(("autional_sessions/db/", "autional_sessions/handlers/"))}
+    # Every tracked file, and nothing else but what git would track (files not yet added) and the sdist's own.
+    assert git_files() <= files <= git_files() | git_files("--others", "--exclude-standard") | {"PKG-INFO"}
+    # Built from the sdist, as pip builds it on a machine without the repository: the same wheel.
+    rebuilt = build("wheel", tmp_path / "unpacked" / top, tmp_path / "rebuilt")
+    with zipfile.ZipFile(wheel) as ours, zipfile.ZipFile(rebuilt) as theirs:
+        assert sorted(theirs.namelist()) == sorted(ours.namelist())
 
 
 def test_the_server_extra_installs_no_test_tools(wheel):

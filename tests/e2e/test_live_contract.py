@@ -19,8 +19,8 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from autional_sessions.app import create_app
 from autional_sessions.db.seed import seed
+from autional_sessions.http.app import create_app
 from tests.checkout import checkout_env
 from tests.postgres.support import READY_SECONDS, free_port, running_server
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from autional_sessions.log_format import ACCESS_LOGGER, JsonFormatter
+from autional_sessions.observability.log_format import ACCESS_LOGGER, JsonFormatter
 
 
 @pytest.fixture

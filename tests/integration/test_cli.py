@@ -7,10 +7,10 @@ import datetime as dt
 
 import pytest
 
-from autional_sessions.auth import TokenVerifier
 from autional_sessions.cli import main
 from autional_sessions.config import Settings
 from autional_sessions.db.models import Session, User
+from autional_sessions.security.bearer_auth import TokenVerifier
 from autional_sessions.testing import TEST_SECRET
 
 

@@ -12,11 +12,11 @@ from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.request_validation import RequestValidationMiddleware
 from starlette.testclient import TestClient
 
-from autional_sessions.app import middleware_stack
-from autional_sessions.dispatch import OperationDispatcher
-from autional_sessions.problems import ProblemError
-from autional_sessions.request_context import RequestContextMiddleware
-from autional_sessions.validation import ParameterValidationMiddleware
+from autional_sessions.http.app import middleware_stack
+from autional_sessions.http.dispatch import OperationDispatcher
+from autional_sessions.http.parameter_validation import ParameterValidationMiddleware
+from autional_sessions.observability.request_context import RequestContextMiddleware
+from autional_sessions.problems.factory import ProblemError
 
 HERE = __name__
 

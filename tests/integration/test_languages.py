@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 from starlette.testclient import TestClient
 
-from autional_sessions.app import create_app
 from autional_sessions.db.errors import DatabaseUnavailable
-from autional_sessions.i18n import problem_texts, shipped_languages
+from autional_sessions.http.app import create_app
+from autional_sessions.problems.languages import problem_texts, shipped_languages
 from autional_sessions.spec import load_spec
 from tests.factories import add_session, add_user, utcnow
 from tests.spec_check import assert_conforms, documented_response

@@ -394,7 +394,7 @@ def test_an_error_inside_an_error_handler_is_still_a_problem_with_the_request_id
     def failing(*args, **kwargs):
         raise RuntimeError("the log is broken")
 
-    monkeypatch.setattr("autional_sessions.app.logger.error", failing)
+    monkeypatch.setattr("autional_sessions.http.app.logger.error", failing)
     break_database()
 
     response = client.get(

@@ -8,8 +8,8 @@ import dataclasses
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from autional_sessions.app import create_app
 from autional_sessions.db.errors import DatabaseUnavailable
+from autional_sessions.http.app import create_app
 from tests.factories import add_user
 
 URL = "/sessions/user/usr_alice/sessions"

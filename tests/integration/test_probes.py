@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 from starlette.testclient import TestClient
 
-from autional_sessions.app import create_app
 from autional_sessions.db.errors import DatabaseUnavailable
+from autional_sessions.http.app import create_app
 from tests.spec_check import assert_conforms
 
 

@@ -9,8 +9,8 @@ from urllib.parse import urljoin
 
 import pytest
 
-from autional_sessions.error_handlers import FRAMEWORK_PROBLEM_TYPES
-from autional_sessions.problems import ProblemCatalogue
+from autional_sessions.http.error_handlers import FRAMEWORK_PROBLEM_TYPES
+from autional_sessions.problems.factory import ProblemCatalogue
 from autional_sessions.spec import load_spec
 from tests.factories import add_user
 

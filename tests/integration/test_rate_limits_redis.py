@@ -21,10 +21,10 @@ import coredis
 import httpx
 import pytest
 
-from autional_sessions import rate_limits
-from autional_sessions.client_address import ClientAddress
 from autional_sessions.db.url import redact
-from autional_sessions.rate_limits import ClientRateLimitMiddleware, Decision, RateLimits
+from autional_sessions.http import rate_limits
+from autional_sessions.http.client_address import ClientAddress
+from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, Decision, RateLimits
 from autional_sessions.testing import service_missing
 
 REDIS_URL = os.environ.get("AUTIONAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -216,7 +216,7 @@ def test_the_middleware_lets_requests_through_without_headers_while_redis_is_dow
 
 
 def test_two_app_instances_on_one_redis_share_a_subjects_budget(key_prefix, settings, database, auth_headers):
-    from autional_sessions.app import create_app
+    from autional_sessions.http.app import create_app
     from tests.factories import add_user
 
     add_user("usr_shared")

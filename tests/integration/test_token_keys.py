@@ -21,10 +21,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from autional_sessions.auth import TokenVerifier
 from autional_sessions.config import ConfigError, Settings
-from autional_sessions.problems import ProblemError
-from autional_sessions.token_keys import JwksKeys
+from autional_sessions.problems.factory import ProblemError
+from autional_sessions.security.bearer_auth import TokenVerifier
+from autional_sessions.security.token_keys import JwksKeys
 
 SECRET = "keys-secret-" + "0123456789abcdef" * 4
 
@@ -366,7 +366,7 @@ def test_a_token_through_the_app_with_a_jwks(jwks, keys, database, tmp_path, set
 
     from starlette.testclient import TestClient
 
-    from autional_sessions.app import create_app
+    from autional_sessions.http.app import create_app
     from tests.factories import add_session, add_user
 
     add_user("usr_keys")

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.testclient import TestClient
 
-from autional_sessions.app import create_app
+from autional_sessions.http.app import create_app
 from autional_sessions.testing import test_engine as engine_under_test
 from tests.factories import add_session, add_user
 
@@ -166,7 +166,7 @@ def test_without_otel_variables_the_server_loads_no_opentelemetry_sdk(settings):
         AUTIONAL_JWT_SECRET=settings.jwt_secret,
     )
     probe = (
-        "import sys; from autional_sessions.app import create_app_from_env; create_app_from_env(); "
+        "import sys; from autional_sessions.http.app import create_app_from_env; create_app_from_env(); "
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
     )
 

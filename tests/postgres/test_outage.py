@@ -16,11 +16,11 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from autional_sessions.app import create_app
 from autional_sessions.db.maintenance import open_database
 from autional_sessions.db.migrations import migrate
 from autional_sessions.db.statements import Statement
 from autional_sessions.db.store import open_store
+from autional_sessions.http.app import create_app
 from autional_sessions.testing import make_settings
 from tests.factories import add_session, add_user
 from tests.postgres.support import TcpProxy, postgres_only, running_server, sqlite_only

@@ -6,9 +6,9 @@ import time
 import jwt
 import pytest
 
-from autional_sessions.auth import TokenVerifier
 from autional_sessions.config import Settings
-from autional_sessions.problems import ProblemError
+from autional_sessions.problems.factory import ProblemError
+from autional_sessions.security.bearer_auth import TokenVerifier
 
 SECRET = "unit-secret-" + "0123456789abcdef" * 4
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from autional_sessions.client_address import ClientAddress
+from autional_sessions.http.client_address import ClientAddress
 
 PROXIES = ["10.0.0.0/8", "192.0.2.10", "2001:db8:a::/48"]
 

@@ -17,8 +17,8 @@ from starlette.testclient import TestClient
 
 from autional_sessions.cli import main
 from autional_sessions.config import Settings
-from autional_sessions.docs_site import build_site, problem_routes
-from autional_sessions.problem_pages import problem_page
+from autional_sessions.docs.site import build_site, problem_routes
+from autional_sessions.problems.pages import problem_page
 from autional_sessions.spec import load_spec
 from tests.html_page import elements, texts
 

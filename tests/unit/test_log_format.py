@@ -14,19 +14,19 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from autional_sessions.client_address import ClientAddress
-from autional_sessions.log_format import (
+from autional_sessions.http.client_address import ClientAddress
+from autional_sessions.observability.access_log import AccessLogMiddleware
+from autional_sessions.observability.log_format import (
     ACCESS_LOGGER,
     JWT_REDACTED,
-    AccessLogMiddleware,
     JsonFormatter,
     RedactJwt,
     TextFormatter,
     configure_logging,
     uvicorn_log_config,
 )
-from autional_sessions.request_context import RequestContextMiddleware
-from autional_sessions.request_outcome import UNMATCHED, RouteTemplates
+from autional_sessions.observability.request_context import RequestContextMiddleware
+from autional_sessions.observability.request_outcome import UNMATCHED, RouteTemplates
 from tests.observed_app import SECRET_USER, SESSIONS_TEMPLATE, SPEC, call, observed_app
 
 RFC3339_UTC_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -243,7 +243,9 @@ def test_uvicorn_takes_the_configuration_and_its_workers_can_receive_it(fmt):
     config = uvicorn_log_config("info", fmt)
 
     # uvicorn.Config applies log_config at once (in a worker process: when it starts, from a pickled copy).
-    uvicorn.Config("autional_sessions.app:create_app_from_env", log_config=pickle.loads(pickle.dumps(config)))
+    uvicorn.Config(
+        "autional_sessions.http.app:create_app_from_env", log_config=pickle.loads(pickle.dumps(config))
+    )
 
     handler = logging.getLogger().handlers[-1]
     assert isinstance(handler.formatter, JsonFormatter if fmt == "json" else TextFormatter)

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Receive, Scope, Send
 
-from autional_sessions.metrics import (
+from autional_sessions.observability.metrics import (
     LATENCY_BUCKETS,
     Metrics,
     MetricsEndpointMiddleware,
@@ -25,8 +25,8 @@ from autional_sessions.metrics import (
     record_database_error,
     record_rate_limit_refusal,
 )
-from autional_sessions.metrics_dir import ENV_VAR, prepare_multiprocess_dir
-from autional_sessions.request_outcome import UNMATCHED, RouteTemplates
+from autional_sessions.observability.metrics_dir import ENV_VAR, prepare_multiprocess_dir
+from autional_sessions.observability.request_outcome import UNMATCHED, RouteTemplates
 from tests.observed_app import SECRET_USER, SESSIONS_TEMPLATE, SPEC, call, observed_app
 
 REQUESTS = "autional_sessions_http_requests_total"
@@ -182,14 +182,14 @@ def test_the_endpoint_middleware_serves_get_metrics_and_passes_everything_else_o
 
 # Multiprocess mode is chosen when prometheus_client is imported, so every process of this test is a new
 # interpreter: one prepares the directory as `serve` does, two record as workers do, one answers /metrics.
-PREPARE = "import sys; from autional_sessions.metrics_dir import prepare_multiprocess_dir as p; print(p(sys.argv[1]))"
+PREPARE = "import sys; from autional_sessions.observability.metrics_dir import prepare_multiprocess_dir as p; print(p(sys.argv[1]))"
 WORKER = f"""
-from autional_sessions.metrics import default_metrics, record_rate_limit_refusal
+from autional_sessions.observability.metrics import default_metrics, record_rate_limit_refusal
 default_metrics().observe_request({SESSIONS_TEMPLATE!r}, "GET", 200, 0.02)
 record_rate_limit_refusal("ip")
 """
 SCRAPER = """
-from autional_sessions.metrics import metrics_app
+from autional_sessions.observability.metrics import metrics_app
 from tests.observed_app import call
 print(call(metrics_app(), "GET", "/metrics").text)
 """
@@ -244,7 +244,7 @@ def test_without_a_path_a_temporary_directory_is_used_and_removed_at_exit():
     env = {name: value for name, value in os.environ.items() if name != ENV_VAR}
     code = """
     import os
-    from autional_sessions.metrics_dir import ENV_VAR, prepare_multiprocess_dir
+    from autional_sessions.observability.metrics_dir import ENV_VAR, prepare_multiprocess_dir
     path = prepare_multiprocess_dir(None)
     assert os.environ[ENV_VAR] == path and os.path.isdir(path) and not os.listdir(path)
     print(path)

@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from autional_sessions.operations import find_handler, handler_name
+from autional_sessions.http.handler_resolver import find_handler, handler_name
 from autional_sessions.spec import HTTP_METHODS, load_spec
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from autional_sessions.problems import ProblemError
-from autional_sessions.validation import OperationParameters
+from autional_sessions.http.parameter_validation import OperationParameters
+from autional_sessions.problems.factory import ProblemError
 
 PARAMETERS = [
     {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 8}},

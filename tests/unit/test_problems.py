@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from autional_sessions.problems import FieldViolation, ProblemCatalogue, ProblemError, utc_timestamp
+from autional_sessions.problems.factory import FieldViolation, ProblemCatalogue, ProblemError, utc_timestamp
 from autional_sessions.spec import load_spec
 
 

@@ -9,14 +9,14 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from autional_sessions.client_address import ClientAddress
-from autional_sessions.problems import ProblemError
-from autional_sessions.rate_limits import (
+from autional_sessions.http.client_address import ClientAddress
+from autional_sessions.http.rate_limits import (
     ClientRateLimitMiddleware,
     Decision,
     RateLimits,
     SubjectRateLimitMiddleware,
 )
+from autional_sessions.problems.factory import ProblemError
 
 RATE_LIMIT_HEADERS = {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
 

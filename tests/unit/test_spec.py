@@ -136,12 +136,41 @@ def test_problem_types_have_unique_codes_that_start_with_their_status():
         assert str(entry["code"]).startswith(str(entry["status"]))
 
 
-def test_the_contract_is_read_from_the_package_only():
+def test_the_contract_is_read_from_the_package_only(tmp_path):
     # Not from the directory above the package (site-packages, for an installed copy), where any stray
-    # openapi.yaml could replace the contract.
+    # openapi.yaml could replace the contract. An installed copy is simulated: the package's top module
+    # and spec.py in a directory with a stray openapi.yaml beside the package.
+    import shutil
+    import subprocess
+    import sys
     from pathlib import Path
 
     import autional_sessions
+
+    site = tmp_path / "site-packages"
+    package = site / "autional_sessions"
+    package.mkdir(parents=True)
+    for name in ("__init__.py", "spec.py"):
+        shutil.copy(Path(autional_sessions.__file__).parent / name, package / name)
+    (site / "openapi.yaml").write_text("stray: true\n")
+    show = "from autional_sessions.spec import spec_path; print(spec_path())"
+
+    def spec_path_there() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {show}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert "is not packaged with autional_sessions" in spec_path_there().stderr
+    (package / "openapi.yaml").write_text("openapi: 3.0.3\n")
+    assert Path(spec_path_there().stdout.strip()) == package / "openapi.yaml"
+
+
+def test_a_checkout_reads_the_contract_at_the_top_of_the_repository():
+    import autional_sessions
     from autional_sessions.spec import spec_path
 
-    assert spec_path() == Path(autional_sessions.__file__).parent / "openapi.yaml"
+    assert autional_sessions.CHECKOUT is not None
+    assert spec_path() == autional_sessions.CHECKOUT / "openapi.yaml"

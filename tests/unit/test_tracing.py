@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from autional_sessions.config import ConfigError
-from autional_sessions.tracing import (
+from autional_sessions.observability.tracing import (
     IdTracing,
     TraceParent,
     otel_export_requested,

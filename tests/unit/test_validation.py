@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from jsonschema import Draft4Validator
 
-from autional_sessions.i18n import shipped_languages
-from autional_sessions.validation import describe
+from autional_sessions.http.parameter_validation import describe
+from autional_sessions.problems.languages import shipped_languages
 
 PAGE = {"type": "integer", "minimum": 1, "maximum": 100000}
 USER = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z_]+$"}

@@ -1,6 +1,6 @@
 """The pages of the problem types: an index, and a page per type of the spec's `x-problem-types`, which is
-where the `type` URI of every problem response points. The docs site (`docs_site.build_site`) writes them
-and the running server (`docs_site.problem_routes`) serves them, from the same catalogue the server makes
+where the `type` URI of every problem response points. The docs site (`docs.site.build_site`) writes them
+and the running server (`docs.site.problem_routes`) serves them, from the same catalogue the server makes
 its problems with, in every shipped language, so that the pages cannot drift from the responses.
 
 A page lives at `problems/<name>/index.html`, so its links are written for a page whose URL ends in
@@ -18,8 +18,8 @@ from typing import Any
 
 from autional_sessions import SERVICE_NAME
 from autional_sessions.config import Settings
-from autional_sessions.i18n import Languages, Text, problem_texts
-from autional_sessions.problems import ProblemCatalogue, ProblemType
+from autional_sessions.problems.factory import ProblemCatalogue, ProblemType
+from autional_sessions.problems.languages import Languages, Text, problem_texts
 from autional_sessions.spec import HTTP_METHODS
 
 DEFAULT_PROBLEM_BASE_URI = Settings.problem_base_uri

@@ -7,7 +7,7 @@ lines give, so the three can be joined with the caller's trace.
 
 Without OpenTelemetry (no `OTEL_*` variable asks for it) `IdTracing` only makes ids, from a per-process
 `random.Random`: no SDK is imported and a request pays for two random numbers and one string. With it,
-`autional_sessions.otel` (imported only then) makes the spans and exports them, and the ids are theirs.
+`autional_sessions.observability.otel` (imported only then) makes the spans and exports them, and the ids are theirs.
 
 One parser serves both: OpenTelemetry's `TraceContextTextMapPropagator` would need its context objects on
 every request, which the off path must not pay for; the rules below are the same Level 1 rules.
@@ -204,6 +204,6 @@ def tracer_provider_from_env(
     environ = os.environ if environ is None else environ
     if not otel_export_requested(environ):
         return None
-    from autional_sessions.otel import otlp_tracer_provider
+    from autional_sessions.observability.otel import otlp_tracer_provider
 
     return otlp_tracer_provider(service_name, environ)

@@ -31,8 +31,8 @@ from starlette.types import Scope
 
 from autional_sessions.db.statements import Statement
 from autional_sessions.db.store import Store
-from autional_sessions.request_outcome import UNMATCHED, expose_routing
-from autional_sessions.tracing import ServerSpan, TraceParent, TraceState
+from autional_sessions.observability.request_outcome import UNMATCHED, expose_routing
+from autional_sessions.observability.tracing import ServerSpan, TraceParent, TraceState
 
 INSTRUMENTATION_NAME = "autional_sessions"
 # The installed distribution's, read once: the instrumentation scope's and the default service.version.

@@ -45,5 +45,5 @@ def _refuse_if_imported_too_early() -> None:
     if values is not None and values.ValueClass is values.MutexValue:
         raise RuntimeError(
             f"prometheus_client was imported before {ENV_VAR} was set, so this process would not share "
-            "its metrics; call prepare_multiprocess_dir before anything imports autional_sessions.metrics"
+            "its metrics; call prepare_multiprocess_dir before anything imports autional_sessions.observability.metrics"
         )

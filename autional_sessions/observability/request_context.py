@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from autional_sessions.tracing import IdTracing, ServerSpan, Tracing, parse_traceparent, parse_tracestate
+from autional_sessions.observability.tracing import (
+    IdTracing,
+    ServerSpan,
+    Tracing,
+    parse_traceparent,
+    parse_tracestate,
+)
 
 # What we accept from a caller as its request id: short and free of anything a log line or a header
 # could be abused with (no spaces, quotes, newlines).

@@ -1,9 +1,5 @@
 """Log lines: JSON for production (one object a line, for a log pipeline to index), or a readable line
-for local development; and one access line per request.
-
-The uvicorn server's own access log is not used: it shows the raw path (user ids) and the query string.
-`AccessLogMiddleware` writes the access line instead, naming the request by its route template, with the
-request id that its response carries and that its error responses quote, so the three can be joined.
+for local development. The access line of each request is written by `access_log.AccessLogMiddleware`.
 
 Tokens must never reach a log, whatever some code puts in a message: every handler set up here drops
 anything that looks like a JWT (`RedactJwt`).
@@ -14,15 +10,12 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Scope
 
-from autional_sessions.request_context import active_request
-from autional_sessions.request_outcome import ObservedMiddleware
+from autional_sessions.observability.request_context import active_request
 
 FORMATS = ("json", "text")
 ACCESS_LOGGER = "autional_sessions.access"
@@ -147,45 +140,6 @@ class TextFormatter(_Formatter):
             line = f"{line}  {fields}"
         exception = self._exception(record)
         return f"{line}\n{exception}" if exception else line
-
-
-class AccessLogMiddleware(ObservedMiddleware):
-    """One INFO line per http request on the `autional_sessions.access` logger, with its request id, route
-    template, method, status, duration, trace id, span id and client address; never its path, query string or
-    headers, which carry user ids, session ids and tokens. It goes inside `RequestContextMiddleware`
-    (whose request id it logs) and outside Connexion's exception middleware (whose status it logs)."""
-
-    def __init__(
-        self, app: ASGIApp, *, route_of: Callable[[Scope], str], client_of: Callable[[Scope], str]
-    ) -> None:
-        super().__init__(app)
-        self.route_of = route_of
-        self.client_of = client_of
-        self.logger = logging.getLogger(ACCESS_LOGGER)
-
-    def observe(self, scope: Scope, status: int, seconds: float) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
-            return
-        context = active_request()
-        span = context.span if context else None
-        route, method = self.route_of(scope), scope["method"]
-        self.logger.info(
-            "%s %s %s",
-            method,
-            route,
-            status,
-            extra={
-                "request_id": context.request_id if context else None,
-                "route": route,
-                "method": method,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                # The same trace context as the response's traceparent and its problem body.
-                "trace_id": span.traceparent if span else None,
-                "span_id": span.span_id if span else None,
-                "client_ip": self.client_of(scope),
-            },
-        )
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

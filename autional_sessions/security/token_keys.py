@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from autional_sessions.config import ASYMMETRIC_ALGORITHMS, ConfigError, Settings
 
+# Named for what it logs, as operators filter on it, not after the module.
 logger = logging.getLogger("autional_sessions.token_keys")
 
 # A flood of unknown `kid`s makes at most this many fetches a minute: 60 / 15.

@@ -2,10 +2,10 @@
 
 The catalogue of problem types (status, business code, title, i18n key) is read from the contract's
 `x-problem-types`, so the published spec and the server cannot disagree about them. Code anywhere in the
-request path raises `ProblemError` with a type name and a detail; the error handlers in `app.py` turn it,
+request path raises `ProblemError` with a type name and a detail; the error handlers (`http.error_handlers`) turn it,
 and every exception Connexion or Starlette raises, into an RFC 9457 response through `render`.
 
-A detail is an English text marked for translation (`i18n.N_`), with named placeholders for the values of
+A detail is an English text marked for translation (`languages.N_`), with named placeholders for the values of
 the instance, which travel apart as `args`: `render` writes the title and the detail in the language the
 request's `Accept-Language` chooses, and the values as `i18n_args`, so a client can write its own text.
 """
@@ -21,8 +21,8 @@ from typing import Any
 
 from connexion.lifecycle import ConnexionResponse
 
-from autional_sessions.i18n import Args, Language, Languages, Message, shipped_languages
-from autional_sessions.request_context import current_request
+from autional_sessions.observability.request_context import current_request
+from autional_sessions.problems.languages import Args, Language, Languages, Message, shipped_languages
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 

@@ -7,7 +7,7 @@ handler and its queries.
 
 The stack is Connexion's own (`ConnexionMiddleware`, its documented way to wrap an ASGI app), with two
 of its parts swapped through the `middlewares` list: parameter validation compiled per operation
-(`validation.ParameterValidationMiddleware`) and, as the innermost app, a dispatcher that calls each
+(`parameter_validation.ParameterValidationMiddleware`) and, as the innermost app, a dispatcher that calls each
 operation's handler directly (`dispatch.OperationDispatcher`). Connexion's context middleware is left
 out: it only feeds the decorators that the dispatcher replaces.
 """
@@ -36,29 +36,33 @@ from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from starlette.middleware.cors import CORSMiddleware
 
-from autional_sessions.auth import TokenVerifier, bearer_security_handler
-from autional_sessions.client_address import ClientAddress
 from autional_sessions.config import Settings
 from autional_sessions.db.queries import SessionQueries
 from autional_sessions.db.revocations import SessionRevocations
 from autional_sessions.db.store import Store, open_store
-from autional_sessions.dispatch import OperationDispatcher
-from autional_sessions.error_handlers import add_error_handlers, allowed_methods, last_resort
-from autional_sessions.log_format import AccessLogMiddleware
-from autional_sessions.metrics import (
+from autional_sessions.http.client_address import ClientAddress
+from autional_sessions.http.dispatch import OperationDispatcher
+from autional_sessions.http.error_handlers import add_error_handlers, allowed_methods, last_resort
+from autional_sessions.http.handler_resolver import resolver
+from autional_sessions.http.parameter_validation import ParameterValidationMiddleware
+from autional_sessions.http.rate_limits import (
+    ClientRateLimitMiddleware,
+    RateLimits,
+    SubjectRateLimitMiddleware,
+)
+from autional_sessions.http.service_routes import ServiceRoutesMiddleware, service_routes
+from autional_sessions.observability.access_log import AccessLogMiddleware
+from autional_sessions.observability.metrics import (
     MetricsEndpointMiddleware,
     MetricsMiddleware,
     record_rate_limit_refusal,
 )
-from autional_sessions.operations import resolver
-from autional_sessions.problems import ProblemCatalogue
-from autional_sessions.rate_limits import ClientRateLimitMiddleware, RateLimits, SubjectRateLimitMiddleware
-from autional_sessions.request_context import RequestContextMiddleware
-from autional_sessions.request_outcome import RouteTemplates
-from autional_sessions.service_routes import ServiceRoutesMiddleware, service_routes
+from autional_sessions.observability.request_context import RequestContextMiddleware
+from autional_sessions.observability.request_outcome import RouteTemplates
+from autional_sessions.observability.tracing import Tracing, tracer_provider_from_env
+from autional_sessions.problems.factory import ProblemCatalogue
+from autional_sessions.security.bearer_auth import TokenVerifier, bearer_security_handler
 from autional_sessions.spec import HTTP_METHODS, load_spec
-from autional_sessions.tracing import Tracing, tracer_provider_from_env
-from autional_sessions.validation import ParameterValidationMiddleware
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -90,7 +94,7 @@ def create_app(
     client_address = ClientAddress(settings.trusted_proxies)
     tracing: Tracing | None = None
     if tracer_provider is not None:
-        from autional_sessions.otel import OtelTracing, TracedStore
+        from autional_sessions.observability.otel import OtelTracing, TracedStore
 
         otel_tracing = OtelTracing(tracer_provider, route_of=routes.of, client_of=client_address.of)
         store = TracedStore(store, otel_tracing.tracer)

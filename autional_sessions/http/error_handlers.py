@@ -20,13 +20,13 @@ from connexion.middleware import ConnexionMiddleware
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from autional_sessions.auth import NO_TOKEN
 from autional_sessions.config import Settings
 from autional_sessions.db.errors import DatabaseUnavailable
-from autional_sessions.i18n import N_
-from autional_sessions.metrics import record_database_error
-from autional_sessions.problems import ProblemCatalogue, ProblemError
-from autional_sessions.request_context import current_request
+from autional_sessions.observability.metrics import record_database_error
+from autional_sessions.observability.request_context import current_request
+from autional_sessions.problems.factory import ProblemCatalogue, ProblemError
+from autional_sessions.problems.languages import N_
+from autional_sessions.security.bearer_auth import NO_TOKEN
 from autional_sessions.spec import HTTP_METHODS
 
 logger = logging.getLogger("autional_sessions")

@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from autional_sessions.request_context import current_request
-from autional_sessions.validation import validated_arguments
+from autional_sessions.http.parameter_validation import validated_arguments
+from autional_sessions.observability.request_context import current_request
 
 _CONTEXT_ARGUMENTS = ("user", "token_info")
 

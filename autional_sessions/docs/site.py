@@ -3,7 +3,7 @@
 `build_site` writes a static site that needs no network, neither to build nor to read: the API reference
 is Swagger UI from the installed `swagger_ui_bundle` package, with the spec embedded in the page (browsers
 refuse fetch() of file:// URLs, so a `url:` would not load from disk), and a page per problem type of the
-spec's `x-problem-types` (`problem_pages`), which is where the `type` URI of every problem response points.
+spec's `x-problem-types` (`problems.pages`), which is where the `type` URI of every problem response points.
 
 The running server serves the very same problem pages through `problem_routes`. Every link between pages
 is relative, so the site works under any base path and from disk. A problem page lives at
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from autional_sessions.problem_pages import (
+from autional_sessions.problems.pages import (
     DEFAULT_PROBLEM_BASE_URI,
     catalogue_of,
     html_document,

@@ -17,9 +17,9 @@ import jwt
 from connexion.security import BearerSecurityHandler
 
 from autional_sessions.config import MIN_HS_SECRET_BYTES, ConfigError, Settings
-from autional_sessions.i18n import N_, Args, Text
-from autional_sessions.problems import ProblemError
-from autional_sessions.token_keys import KeysUnavailable, UnknownKey, public_keys
+from autional_sessions.problems.factory import ProblemError
+from autional_sessions.problems.languages import N_, Args, Text
+from autional_sessions.security.token_keys import KeysUnavailable, UnknownKey, public_keys
 
 REALM = "autional-sessions"
 MISSING_CHALLENGE = f'Bearer realm="{REALM}"'

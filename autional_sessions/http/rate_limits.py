@@ -40,11 +40,12 @@ from limits.errors import StorageError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from autional_sessions.client_address import ClientAddress
 from autional_sessions.db.url import redact
-from autional_sessions.i18n import N_
-from autional_sessions.problems import ProblemError
+from autional_sessions.http.client_address import ClientAddress
+from autional_sessions.problems.factory import ProblemError
+from autional_sessions.problems.languages import N_
 
+# Named for what it logs, as operators filter on it, not after the module.
 logger = logging.getLogger("autional_sessions.rate_limits")
 
 # A check makes two round trips to Redis; together they may take this long before the request goes on

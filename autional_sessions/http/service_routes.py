@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from autional_sessions.docs_site import problem_routes
+from autional_sessions.docs.site import problem_routes
 from autional_sessions.spec import spec_path
 
 

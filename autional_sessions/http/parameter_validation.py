@@ -25,8 +25,8 @@ from jsonschema import Draft4Validator, ValidationError
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from autional_sessions.i18n import N_, Args, Message, Nn_
-from autional_sessions.problems import FieldViolation, ProblemError
+from autional_sessions.problems.factory import FieldViolation, ProblemError
+from autional_sessions.problems.languages import N_, Args, Message, Nn_
 
 # Where the validated, typed arguments of a request travel from validation to the handler.
 ARGUMENTS_EXTENSION = "autional_arguments"

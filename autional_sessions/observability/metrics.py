@@ -18,8 +18,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, m
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from autional_sessions.metrics_dir import ENV_VAR
-from autional_sessions.request_outcome import ObservedMiddleware
+from autional_sessions.observability.metrics_dir import ENV_VAR
+from autional_sessions.observability.request_outcome import ObservedMiddleware
 
 # From a request served out of memory (1 ms) to one that went badly wrong (10 s, past any sane timeout).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

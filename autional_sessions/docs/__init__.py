@@ -1,0 +1,1 @@
+"""The published API docs, built from openapi.yaml alone (`site`)."""
