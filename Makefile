@@ -74,6 +74,7 @@ run: setup $(SECRET_FILE)
 test: setup browser lint-spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m tests.import_contracts
 	$(BIN)/python -m pytest
 	AUTIONAL_TEST_DATABASE=postgresql $(BIN)/python -m pytest
 
@@ -86,6 +87,7 @@ test-postgres: setup
 lint: setup lint-spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m tests.import_contracts
 
 format: setup
 	$(BIN)/ruff format .

@@ -177,18 +177,19 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from autional_sessions.observability.metrics_dir import prepare_multiprocess_dir
-    from autional_sessions.observability.tracing import otel_export_requested
     from autional_sessions.security.bearer_auth import TokenVerifier
 
     settings = Settings.from_env()
     # Refuse to start rather than reject every request later: a missing or weak secret, a public-key
-    # algorithm with no key source, a PEM key no configured algorithm can use; or an OTEL_* setting that
-    # asks for an export this service cannot do (the workers set tracing up, each for itself).
+    # algorithm with no key source, a PEM key no configured algorithm can use. (An OTEL_* setting that asks
+    # for an export this service cannot do is refused by the settings; the workers set tracing up, each for
+    # itself.)
     TokenVerifier(settings)
-    otel_export_requested(os.environ)
     # Before anything imports prometheus_client: every worker process counts into files of this
     # directory, and /metrics adds them up, whichever worker answers the scrape.
-    prepare_multiprocess_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    # Empty is unset: not the working directory, whose *.db files (a SQLite database) would be taken for stale
+    # metrics and deleted.
+    prepare_multiprocess_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
 
     from autional_sessions.observability.log_format import configure_logging, uvicorn_log_config
 

@@ -6,12 +6,19 @@ that names the variable, instead of surfacing as a 500 on some later request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from autional_sessions import SERVICE_NAME
 from autional_sessions.db.url import DatabaseUrl, redact
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_DATABASE_URL = "sqlite:///autional-sessions.db"
 # RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
@@ -68,6 +75,8 @@ class Settings:
     log_level: str = "info"
     # Seconds in-flight requests get to finish after SIGTERM.
     shutdown_grace_seconds: int = 20
+    # Traces exported over OTLP/HTTP, as the standard OTEL_* variables ask (`otel_export_requested`).
+    otel_export: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +139,7 @@ class Settings:
             shutdown_grace_seconds=_int(
                 env, "AUTIONAL_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds, minimum=0, maximum=3600
             ),
+            otel_export=otel_export_requested(env),
         )
 
     def check_signing_key(self) -> None:
@@ -169,6 +179,37 @@ class Settings:
             raise ConfigError("AUTIONAL_JWT_JWKS_URL must be an https:// URL")
 
 
+def otel_export_requested(environ: Mapping[str, str]) -> bool:
+    """Whether the standard OpenTelemetry variables ask for trace export, which this service does with
+    OTLP over HTTP (protobuf) only: OTEL_TRACES_EXPORTER=otlp, or an OTLP endpoint set, unless
+    OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none. A setting this service cannot honour (another
+    exporter, the gRPC protocol) is a ConfigError naming the variable, so that `serve` refuses to start
+    rather than silently export nothing."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = {name.strip().lower() for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",")} - {""}
+    if exporters - {"otlp", "none"}:
+        raise ConfigError(
+            f"OTEL_TRACES_EXPORTER={','.join(sorted(exporters))}: this service exports traces with otlp only"
+        )
+    if "otlp" in exporters:
+        requested = True
+    elif exporters:
+        requested = False  # "none"
+    else:
+        requested = any(
+            environ.get(name, "").strip()
+            for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        )
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = environ.get(name, "").strip()
+        if protocol:
+            if requested and protocol != "http/protobuf":
+                raise ConfigError(f"{name}={protocol}: this service exports traces with http/protobuf only")
+            break  # the traces-specific variable wins over the general one
+    return requested
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name, "").strip().lower() or default
     if value not in choices:
@@ -181,8 +222,6 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _rate_limit(env: Mapping[str, str]) -> str | None:
-    from autional_sessions.http.rate_limits import parse_limit
-
     raw = env.get("AUTIONAL_RATE_LIMIT", "").strip()
     if not raw:
         return None
@@ -193,6 +232,25 @@ def _rate_limit(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def parse_limit(limit: str) -> RateLimitItem:
+    """One limit in the `limits` notation, e.g. "120/minute", "10 per second", "1000/2hours"."""
+    # The `limits` library comes with the server extra; every command reads this module.
+    from limits import parse_many
+
+    try:
+        items = parse_many(limit)
+    except ValueError:
+        items = []
+    # parse_many also takes "10/second;100/minute": one RateLimits enforces one limit, so more is refused
+    # rather than silently cut to the first.
+    if len(items) != 1 or items[0].amount < 1 or items[0].get_expiry() < 1:
+        raise ValueError(
+            f"rate limit {limit!r} is not one limit of the form COUNT/PERIOD with COUNT >= 1, "
+            "e.g. 120/minute, 10/second or 1000 per hour"
+        )
+    return items[0]
+
+
 def _redis_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("AUTIONAL_REDIS_URL", "").strip()
     if raw and not raw.startswith(("redis://", "rediss://")):
@@ -201,14 +259,30 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
-    from autional_sessions.http.client_address import ClientAddress
-
     proxies = _list(env, "AUTIONAL_TRUSTED_PROXIES")
     try:
-        ClientAddress(proxies)
+        parse_networks(proxies)
     except ValueError as exc:
         raise ConfigError(f"AUTIONAL_TRUSTED_PROXIES: {exc}") from None
     return proxies
+
+
+def parse_networks(trusted_proxies: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """The networks of proxies whose `X-Forwarded-For` is believed (addresses or CIDR networks)."""
+    if isinstance(trusted_proxies, str):
+        # A bare string is a sequence too, of one-character "proxies".
+        raise TypeError("trusted_proxies must be a sequence of addresses or networks, not one string")
+    networks: list[IPNetwork] = []
+    for entry in trusted_proxies:
+        try:
+            # strict: "10.0.0.1/8" is refused rather than read as 10.0.0.0/8, since a typo there
+            # would silently trust a whole network.
+            networks.append(ipaddress.ip_network(entry.strip(), strict=True))
+        except ValueError as exc:
+            raise ValueError(
+                f"trusted proxy {entry!r} is not an IP address or CIDR network ({exc})"
+            ) from None
+    return tuple(networks)
 
 
 def _cors_origins(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -134,7 +134,7 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     from autional_sessions.db.seed import seed, user_id
     from autional_sessions.db.store import open_store
     from autional_sessions.http.app import create_app
-    from autional_sessions.http.rate_limits import RateLimits
+    from autional_sessions.security.rate_limiter import RateLimits
 
     from .faults import (
         FaultInjectingStore,

@@ -16,15 +16,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 
-from autional_sessions.config import Settings
 from autional_sessions.db.errors import DatabaseUnavailable
 from autional_sessions.db.statements import Statement
 from autional_sessions.db.url import DatabaseUrl
-from autional_sessions.observability.metrics import observe_pool_wait
 
 logger = logging.getLogger("autional_sessions.db")
 
@@ -48,13 +46,25 @@ _UNAVAILABLE = (
 class PostgresStore:
     dialect = "postgresql"
 
-    def __init__(self, url: DatabaseUrl, settings: Settings) -> None:
+    def __init__(
+        self,
+        url: DatabaseUrl,
+        *,
+        pool_size: int,
+        pool_timeout: int,
+        connect_timeout: int,
+        statement_timeout_ms: int,
+        application_name: str,
+        on_pool_wait: Callable[[float], None],
+    ) -> None:
+        """`on_pool_wait` is told how long each statement waited for a connection (the metrics count it)."""
         self._url = url
-        self._pool_size = settings.db_pool_size
-        self._pool_timeout = settings.db_pool_timeout
-        self._connect_timeout = settings.db_connect_timeout
-        self._statement_timeout_ms = settings.db_statement_timeout_ms
-        self._application_name = settings.service_name
+        self._pool_size = pool_size
+        self._pool_timeout = pool_timeout
+        self._connect_timeout = connect_timeout
+        self._statement_timeout_ms = statement_timeout_ms
+        self._application_name = application_name
+        self._on_pool_wait = on_pool_wait
         self._pool: asyncpg.Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -112,7 +122,7 @@ class PostgresStore:
         try:
             conn = await pool.acquire(timeout=self._pool_timeout)
         finally:
-            observe_pool_wait(time.monotonic() - started)
+            self._on_pool_wait(time.monotonic() - started)
         try:
             rows = await conn.fetch(statement.sql, *params, timeout=self._client_deadline)
         except asyncpg.PostgresError:

@@ -9,6 +9,7 @@ is down, and serves as soon as it is back.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Protocol
 
 from autional_sessions.config import Settings
@@ -37,7 +38,9 @@ class Store(Protocol):
         ...
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, *, on_pool_wait: Callable[[float], None] = lambda _seconds: None) -> Store:
+    """The store of `settings.database_url`, with the settings' pool and timeouts. `on_pool_wait` (seconds a
+    statement waited for a pooled connection) is called on PostgreSQL only: SQLite has no pool."""
     url = DatabaseUrl.parse(settings.database_url)
     if url.engine == "sqlite":
         from autional_sessions.db.sqlite_store import SqliteStore
@@ -45,4 +48,12 @@ def open_store(settings: Settings) -> Store:
         return SqliteStore(url.sqlite_path, busy_timeout_ms=settings.db_busy_timeout_ms)
     from autional_sessions.db.postgres_store import PostgresStore
 
-    return PostgresStore(url, settings)
+    return PostgresStore(
+        url,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        application_name=settings.service_name,
+        on_pool_wait=on_pool_wait,
+    )

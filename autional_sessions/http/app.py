@@ -45,23 +45,21 @@ from autional_sessions.http.dispatch import OperationDispatcher
 from autional_sessions.http.error_handlers import add_error_handlers, allowed_methods, last_resort
 from autional_sessions.http.handler_resolver import resolver
 from autional_sessions.http.parameter_validation import ParameterValidationMiddleware
-from autional_sessions.http.rate_limits import (
-    ClientRateLimitMiddleware,
-    RateLimits,
-    SubjectRateLimitMiddleware,
-)
+from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
 from autional_sessions.http.service_routes import ServiceRoutesMiddleware, service_routes
 from autional_sessions.observability.access_log import AccessLogMiddleware
 from autional_sessions.observability.metrics import (
     MetricsEndpointMiddleware,
     MetricsMiddleware,
+    observe_pool_wait,
     record_rate_limit_refusal,
 )
 from autional_sessions.observability.request_context import RequestContextMiddleware
 from autional_sessions.observability.request_outcome import RouteTemplates
-from autional_sessions.observability.tracing import Tracing, tracer_provider_from_env
+from autional_sessions.observability.tracing import Tracing, tracer_provider_for
 from autional_sessions.problems.factory import ProblemCatalogue
 from autional_sessions.security.bearer_auth import TokenVerifier, bearer_security_handler
+from autional_sessions.security.rate_limiter import RateLimits
 from autional_sessions.spec import HTTP_METHODS, load_spec
 
 if TYPE_CHECKING:
@@ -82,14 +80,14 @@ def create_app(
 ) -> ConnexionMiddleware:
     """Build the app. `store` and `rate_limits` let a caller (a test, an embedding) share ones it made.
 
-    With `tracer_provider` (an OpenTelemetry SDK provider: `tracing.tracer_provider_from_env`'s, or a
+    With `tracer_provider` (an OpenTelemetry SDK provider: `tracing.tracer_provider_for`'s, or a
     test's with an in-memory exporter) every request is a SERVER span and every SQL statement a CLIENT
     span of it, and the app shuts the provider down (flushing its spans) when it stops. Without one, each
     request still gets W3C trace context ids, and no OpenTelemetry code runs."""
     settings = settings or Settings.from_env()
     spec = copy.deepcopy(load_spec())
     catalogue = ProblemCatalogue.from_spec(spec, settings.problem_base_uri, settings.service_name)
-    store = store or open_store(settings)
+    store = store or open_store(settings, on_pool_wait=observe_pool_wait)
     routes = RouteTemplates(spec)
     client_address = ClientAddress(settings.trusted_proxies)
     tracing: Tracing | None = None
@@ -251,7 +249,7 @@ def create_app_from_env() -> ConnexionMiddleware:
     """Factory for uvicorn (`--factory`), so that each worker process builds its own app, pool and, when
     the OTEL_* variables ask for it, tracer provider (whose export thread must belong to the worker)."""
     settings = Settings.from_env()
-    app = create_app(settings, tracer_provider=tracer_provider_from_env(settings.service_name))
+    app = create_app(settings, tracer_provider=tracer_provider_for(settings))
     # Everything built so far (the spec, the validators, the middleware, the imported modules) lives
     # as long as the process: out of the garbage collector's sight, a full collection no longer walks
     # it, which took the slowest requests' time under load down (see the README's performance section).

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 
 from starlette.types import Scope
 
+from autional_sessions.config import parse_networks
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 UNKNOWN = "unknown"
 
@@ -25,20 +26,7 @@ class ClientAddress:
     """Finds a request's client address, believing `X-Forwarded-For` only from `trusted_proxies`."""
 
     def __init__(self, trusted_proxies: Sequence[str] = ()) -> None:
-        if isinstance(trusted_proxies, str):
-            # A bare string is a sequence too, of one-character "proxies".
-            raise TypeError("trusted_proxies must be a sequence of addresses or networks, not one string")
-        networks: list[IPNetwork] = []
-        for entry in trusted_proxies:
-            try:
-                # strict: "10.0.0.1/8" is refused rather than read as 10.0.0.0/8, since a typo there
-                # would silently trust a whole network.
-                networks.append(ipaddress.ip_network(entry.strip(), strict=True))
-            except ValueError as exc:
-                raise ValueError(
-                    f"trusted proxy {entry!r} is not an IP address or CIDR network ({exc})"
-                ) from None
-        self._trusted = tuple(networks)
+        self._trusted = parse_networks(trusted_proxies)
 
     def of(self, scope: Scope) -> str:
         """The client address of an ASGI http `scope`: an IP address in its normal form, the socket peer

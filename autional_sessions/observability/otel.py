@@ -1,6 +1,6 @@
 """OpenTelemetry spans of the service: one SERVER span per request, one CLIENT span per SQL statement.
 
-Imported only when tracing is on (`tracing.tracer_provider_from_env`, or a tracer provider handed to
+Imported only when tracing is on (`tracing.tracer_provider_for`, or a tracer provider handed to
 `create_app`), so a server without `OTEL_*` variables never loads the SDK. Only public APIs are used: the
 SDK's TracerProvider, BatchSpanProcessor and Resource (which read the standard OTEL_* variables: sampler,
 batch sizes, service name and resource attributes) and the OTLP/HTTP exporter (which reads the endpoint,

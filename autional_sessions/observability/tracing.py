@@ -1,11 +1,11 @@
-"""W3C Trace Context for every request, and whether OpenTelemetry export is asked for.
+"""W3C Trace Context for every request, and the OpenTelemetry tracer provider when export is on.
 
 Each request gets a span of this service: a new span id, in the caller's trace when its `traceparent` is
 valid (W3C Trace Context Level 1, §3.2 and §4.3), in a new trace otherwise. The span's ids are what the
 problem bodies (`trace_id` in `traceparent` form, `span_id`), the `traceparent` response header and the log
 lines give, so the three can be joined with the caller's trace.
 
-Without OpenTelemetry (no `OTEL_*` variable asks for it) `IdTracing` only makes ids, from a per-process
+Without OpenTelemetry (no `OTEL_*` variable asks for it: `Settings.otel_export`) `IdTracing` only makes ids, from a per-process
 `random.Random`: no SDK is imported and a request pays for two random numbers and one string. With it,
 `autional_sessions.observability.otel` (imported only then) makes the spans and exports them, and the ids are theirs.
 
@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from starlette.types import Scope
 
-from autional_sessions.config import ConfigError
+from autional_sessions.config import Settings
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -164,46 +164,13 @@ class IdTracing:
         return None
 
 
-def otel_export_requested(environ: Mapping[str, str]) -> bool:
-    """Whether the standard OpenTelemetry variables ask for trace export, which this service does with
-    OTLP over HTTP (protobuf) only: OTEL_TRACES_EXPORTER=otlp, or an OTLP endpoint set, unless
-    OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none. A setting this service cannot honour (another
-    exporter, the gRPC protocol) is a ConfigError naming the variable, so that `serve` refuses to start
-    rather than silently export nothing."""
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    exporters = {name.strip().lower() for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",")} - {""}
-    if exporters - {"otlp", "none"}:
-        raise ConfigError(
-            f"OTEL_TRACES_EXPORTER={','.join(sorted(exporters))}: this service exports traces with otlp only"
-        )
-    if "otlp" in exporters:
-        requested = True
-    elif exporters:
-        requested = False  # "none"
-    else:
-        requested = any(
-            environ.get(name, "").strip()
-            for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        )
-    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        protocol = environ.get(name, "").strip()
-        if protocol:
-            if requested and protocol != "http/protobuf":
-                raise ConfigError(f"{name}={protocol}: this service exports traces with http/protobuf only")
-            break  # the traces-specific variable wins over the general one
-    return requested
-
-
-def tracer_provider_from_env(
-    service_name: str, environ: Mapping[str, str] | None = None
-) -> TracerProvider | None:
-    """An OpenTelemetry SDK tracer provider exporting over OTLP/HTTP, when the environment asks for it
-    (`otel_export_requested`); None otherwise, without importing the SDK. Call it in the process that
+def tracer_provider_for(settings: Settings) -> TracerProvider | None:
+    """An OpenTelemetry SDK tracer provider exporting over OTLP/HTTP, when the settings turn export on
+    (`Settings.otel_export`); None otherwise, without importing the SDK. Call it in the process that
     serves (a worker), since its batch processor runs a thread of that process."""
-    environ = os.environ if environ is None else environ
-    if not otel_export_requested(environ):
+    if not settings.otel_export:
         return None
     from autional_sessions.observability.otel import otlp_tracer_provider
 
-    return otlp_tracer_provider(service_name, environ)
+    # The SDK reads its own variables (endpoint, headers, sampler, service name and resource attributes).
+    return otlp_tracer_provider(settings.service_name, os.environ)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from autional_sessions.http.app import create_app
-from autional_sessions.http.rate_limits import RateLimits
+from autional_sessions.security.rate_limiter import RateLimits
 from tests.factories import add_user
 from tests.spec_check import assert_conforms
 

@@ -22,9 +22,10 @@ import httpx
 import pytest
 
 from autional_sessions.db.url import redact
-from autional_sessions.http import rate_limits
 from autional_sessions.http.client_address import ClientAddress
-from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, Decision, RateLimits
+from autional_sessions.http.rate_limits import ClientRateLimitMiddleware
+from autional_sessions.security import rate_limiter
+from autional_sessions.security.rate_limiter import Decision, RateLimits
 from autional_sessions.testing import service_missing
 
 REDIS_URL = os.environ.get("AUTIONAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -174,11 +175,11 @@ def test_a_redis_that_never_answers_lets_requests_through_within_the_timeout(cap
         _assert_fails_open_quickly(f"redis://:hunter2@127.0.0.1:{port}/0", caplog)
 
 
-@pytest.mark.parametrize(("retry_seconds", "attempts"), [(rate_limits.STORAGE_RETRY_SECONDS, 1), (0, 3)])
+@pytest.mark.parametrize(("retry_seconds", "attempts"), [(rate_limiter.STORAGE_RETRY_SECONDS, 1), (0, 3)])
 def test_after_a_failure_the_storage_rests_and_the_warning_comes_at_most_every_30_seconds(
     caplog, monkeypatch, retry_seconds, attempts
 ):
-    monkeypatch.setattr(rate_limits, "STORAGE_RETRY_SECONDS", retry_seconds)
+    monkeypatch.setattr(rate_limiter, "STORAGE_RETRY_SECONDS", retry_seconds)
     limits = RateLimits("1/minute", redis_url="redis://127.0.0.1:1/0")
     caplog.set_level(logging.WARNING, logger=LOGGER)
     asked = 0

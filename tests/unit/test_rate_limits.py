@@ -10,13 +10,9 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from autional_sessions.http.client_address import ClientAddress
-from autional_sessions.http.rate_limits import (
-    ClientRateLimitMiddleware,
-    Decision,
-    RateLimits,
-    SubjectRateLimitMiddleware,
-)
+from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
 from autional_sessions.problems.factory import ProblemError
+from autional_sessions.security.rate_limiter import Decision, RateLimits
 
 RATE_LIMIT_HEADERS = {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from autional_sessions.config import ConfigError
+from autional_sessions.config import ConfigError, Settings, otel_export_requested
 from autional_sessions.observability.tracing import (
     IdTracing,
     TraceParent,
-    otel_export_requested,
     parse_traceparent,
     parse_tracestate,
-    tracer_provider_from_env,
+    tracer_provider_for,
 )
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -123,21 +122,21 @@ def test_an_export_this_service_cannot_do_is_a_configuration_error_naming_the_va
 
 
 def test_without_otel_variables_no_tracer_provider_is_made():
-    assert tracer_provider_from_env("autional-sessions", {}) is None
+    assert tracer_provider_for(Settings.from_env({})) is None
 
 
 def test_the_provider_honours_otel_service_name_and_otherwise_names_the_service(monkeypatch):
     environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
     for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
         monkeypatch.delenv(name, raising=False)
-    provider = tracer_provider_from_env("autional-sessions", environ)
+    provider = tracer_provider_for(Settings.from_env(environ))
     try:
         assert provider.resource.attributes["service.name"] == "autional-sessions"
     finally:
         provider.shutdown()
 
     monkeypatch.setenv("OTEL_SERVICE_NAME", "sessions-eu")  # the SDK reads its own variables
-    provider = tracer_provider_from_env("autional-sessions", {**environ, "OTEL_SERVICE_NAME": "sessions-eu"})
+    provider = tracer_provider_for(Settings.from_env({**environ, "OTEL_SERVICE_NAME": "sessions-eu"}))
     try:
         assert provider.resource.attributes["service.name"] == "sessions-eu"
     finally:
