@@ -39,6 +39,7 @@ class _Endpoint:
         if not inspect.iscoroutinefunction(function):
             raise TypeError(f"{operation.operation_id} must be an async def function")
         accepted = inspect.signature(function).parameters
+        _check_satisfiable(operation, accepted, services)
         self._function = function
         self._services = {name: service for name, service in services.items() if name in accepted}
         self._context_arguments = tuple(name for name in _CONTEXT_ARGUMENTS if name in accepted)
@@ -68,6 +69,27 @@ class _Endpoint:
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+def _check_satisfiable(
+    operation: AbstractOperation, accepted: Mapping[str, inspect.Parameter], services: Mapping[str, Any]
+) -> None:
+    """Refuse, at start-up, a handler that asks for an argument nothing gives: a misspelt parameter or
+    service name would otherwise be a 500 on the operation's first request."""
+    given = {p["name"] for p in operation.parameters} | set(_CONTEXT_ARGUMENTS) | set(services)
+    missing = [
+        name
+        for name, parameter in accepted.items()
+        if name not in given
+        and parameter.default is inspect.Parameter.empty
+        and parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if missing:
+        raise TypeError(
+            f"{operation.operation_id}: the handler asks for {', '.join(missing)}, which is neither a "
+            f"parameter of the operation, nor {' or '.join(_CONTEXT_ARGUMENTS)}, nor a service of the app "
+            f"({', '.join(sorted(services))})"
+        )
 
 
 async def _not_an_operation(_request: Request) -> None:

@@ -27,6 +27,14 @@ async def echo(item_id: int, greeting: str, session: str | None = None, *, count
     return {"item_id": item_id, "greeting": greeting, "session": session}, 200
 
 
+async def misspelt_service(item_id: int, *, countr):
+    return {"item_id": item_id}, 200
+
+
+async def misspelt_parameter(itemid: int):
+    return {"item_id": itemid}, 200
+
+
 def sync_echo(item_id: int):
     return {"item_id": item_id}, 200
 
@@ -112,4 +120,16 @@ def test_header_and_cookie_violations_are_refused_before_the_handler(headers, co
 
 def test_a_synchronous_handler_is_refused_at_start_up():
     with pytest.raises(TypeError, match="async def"), TestClient(app_for(f"{HERE}.sync_echo", [])):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("handler", "missing"), [("misspelt_service", "countr"), ("misspelt_parameter", "itemid")]
+)
+def test_a_handler_asking_for_an_argument_nothing_gives_is_refused_at_start_up(handler, missing):
+    # Not a 500 on the operation's first request: the app does not start, and says which name is wrong.
+    with (
+        pytest.raises(TypeError, match=rf"asks for {missing}, which is neither"),
+        TestClient(app_for(f"{HERE}.{handler}", [])),
+    ):
         pass
