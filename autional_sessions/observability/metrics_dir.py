@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -21,12 +22,13 @@ ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 def prepare_multiprocess_dir(path: str | None = None) -> str:
     """Set up the directory (`path`, made if missing and emptied of an earlier run's values; or a fresh
-    temporary one, removed when this process exits), export it in PROMETHEUS_MULTIPROC_DIR for this
-    process and the workers it starts, and return it. Call it before starting the server."""
+    temporary one, removed when this process exits, SIGTERM included), export it in
+    PROMETHEUS_MULTIPROC_DIR for this process and the workers it starts, and return it. Call it, from the
+    main thread, before starting the server."""
     _refuse_if_imported_too_early()
     if path is None:
         path = tempfile.mkdtemp(prefix="autional-sessions-metrics-")
-        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        _remove_at_exit(path)
     else:
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
@@ -36,6 +38,21 @@ def prepare_multiprocess_dir(path: str | None = None) -> str:
             stale.unlink()
     os.environ[ENV_VAR] = path
     return path
+
+
+def _remove_at_exit(path: str) -> None:
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+
+    # uvicorn shuts down on SIGTERM, then raises the signal again under the handler that was there before
+    # it started, so that the process ends as killed by SIGTERM: with the default handler, atexit never
+    # runs. This handler is that earlier one: it removes the directory, then ends the process the same way.
+    def remove_then_end(signum: int, _frame: object) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, remove_then_end)
 
 
 def _refuse_if_imported_too_early() -> None:

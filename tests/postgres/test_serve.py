@@ -150,3 +150,22 @@ def test_sigterm_stops_accepting_and_lets_a_request_in_flight_finish(
     assert [r.status_code for r in answers] == [200], server.log()
     assert [item["id"] for item in answers[0].json()["items"]] == ["sess_serve_1"]
     assert server_connections(name) == 0
+
+
+@pytest.mark.slow
+def test_sigterm_removes_the_temporary_metrics_directory(database_url, tmp_path):
+    # Without PROMETHEUS_MULTIPROC_DIR, serve makes a temporary directory (under TMPDIR) and removes it
+    # however it stops; uvicorn ends a SIGTERM by raising the signal again, which skips atexit.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch), "PROMETHEUS_MULTIPROC_DIR": ""}
+    server = Server(database_url, tmp_path / "server.log", workers=1, env=env)
+    try:
+        server.wait_ready()
+        (directory,) = scratch.glob("autional-sessions-metrics-*")
+        os.kill(server.process.pid, signal.SIGTERM)
+        assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
+
+    assert not directory.exists(), server.log()
