@@ -1,16 +1,23 @@
-"""Rate limits per client address and per token subject, applied to requests: the two middlewares over the
-limiter (`security.rate_limiter`), which turn its refusal into a 429 problem and mark an allowed
-response with the caller's budget.
+"""The rate limits applied to requests: per client address and per token subject, both counted in one call
+to the limiter (one round trip to Redis) once the token is checked.
 
-Headers follow draft-ietf-httpapi-ratelimit-headers in its three-header form (`RateLimit-Limit`,
-`RateLimit-Remaining`, `RateLimit-Reset`), as the contract documents them.
+`ClientRateLimitMiddleware` goes before Connexion's routing and `SubjectRateLimitMiddleware` right after
+its security middleware, which puts the verified subject in the request's context; both inside the
+exception middleware, which renders their 429. The outer one opens the request's budget; the inner one
+counts the address and the subject together and refuses the request before validation and the handler
+run. A request that never reaches the inner one (its token refused, its path unknown) is counted against
+its address by the outer one, which turns its error into a 429 once the address is over its limit: a
+flood of forged tokens is limited too. Every response of the request, an error's too, carries the budget
+that runs out first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autional_sessions.http.client_address import ClientAddress
@@ -18,10 +25,65 @@ from autional_sessions.problems.factory import ProblemError
 from autional_sessions.problems.languages import N_
 from autional_sessions.security.rate_limiter import Decision, RateLimits
 
+_REFUSALS = {
+    "ip": N_("rate-limited", "Too many requests from this client address; retry in %(retry_after)d seconds"),
+    "sub": N_("rate-limited", "Too many requests for this user; retry in %(retry_after)d seconds"),
+}
+OnRefusal = Callable[[str], None]
+
+
+class _Budget:
+    """One request's rate limits: its address, and the decisions once counted."""
+
+    __slots__ = ("address", "counted", "decisions", "limits", "on_refusal")
+
+    def __init__(self, limits: RateLimits, address: str | None, on_refusal: OnRefusal) -> None:
+        self.limits = limits
+        self.address = address
+        self.on_refusal = {"ip": on_refusal}
+        self.counted = False
+        self.decisions: list[tuple[str, Decision]] = []
+
+    async def count(self, subject: str | None, limits: RateLimits, on_refusal: OnRefusal) -> None:
+        """Count the request against its address and, with `subject`, its subject; a ProblemError (429)
+        when either is over its limit."""
+        self.counted = True
+        self.on_refusal["sub"] = on_refusal
+        keys = [("ip", self.address)] if self.address is not None else []
+        if subject:
+            keys.append(("sub", subject))
+        if limits is self.limits:
+            decisions = list(zip(keys, await limits.check_many(keys), strict=True))
+        else:  # limits of their own for subjects (a test's): one call each
+            decisions = [(key, await (self.limits if key[0] == "ip" else limits).check(*key)) for key in keys]
+        # A key whose storage is unavailable goes unlimited, and without headers.
+        self.decisions = [(kind, d) for (kind, _), d in decisions if d is not None]
+        for kind, decision in self.decisions:
+            if not decision.allowed:
+                self.on_refusal[kind](kind)
+                raise ProblemError(
+                    "rate-limited",
+                    _REFUSALS[kind],
+                    args={"retry_after": decision.retry_after},
+                    retry_after=decision.retry_after,
+                    headers=decision.headers(),
+                )
+
+    def headers(self) -> dict[str, str]:
+        """The headers of the budget that runs out first (the subject's, of two that run out together)."""
+        tightest: Decision | None = None
+        for _kind, decision in self.decisions:
+            if tightest is None or decision.remaining <= tightest.remaining:
+                tightest = decision
+        return tightest.headers() if tightest else {}
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("autional_rate_limit_budget", default=None)
+
 
 class ClientRateLimitMiddleware:
-    """Limits the requests of each client address; goes inside the exception middleware, which turns
-    its refusal into a 429 problem response."""
+    """Opens each request's budget, and counts the address of those that end before the subject's
+    middleware counts them."""
 
     def __init__(
         self,
@@ -30,7 +92,7 @@ class ClientRateLimitMiddleware:
         limits: RateLimits,
         client_address: ClientAddress,
         exempt_paths: frozenset[str] = frozenset(),
-        on_refusal: Callable[[str], None] = lambda _kind: None,
+        on_refusal: OnRefusal = lambda _kind: None,
     ) -> None:
         self.app = app
         self.limits = limits
@@ -44,79 +106,57 @@ class ClientRateLimitMiddleware:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        decision = await self.limits.check("ip", self.client_address.of(scope))
-        await _apply(
-            decision,
-            lambda: self.on_refusal("ip"),
-            N_(
-                "rate-limited", "Too many requests from this client address; retry in %(retry_after)d seconds"
-            ),
-            self.app,
-            scope,
-            receive,
-            send,
-        )
+        budget = _Budget(self.limits, self.client_address.of(scope), self.on_refusal)
+        token = _budget.set(budget)
+
+        async def send_with_budget(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if not budget.counted:  # an app that answered without the subject's middleware
+                    await budget.count(None, self.limits, self.on_refusal)
+                MutableHeaders(scope=message).update(budget.headers())
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_budget)
+        except Exception as exc:
+            if not budget.counted:
+                await budget.count(None, self.limits, self.on_refusal)  # a 429 in its place, past the limit
+            _add_headers(exc, budget.headers())
+            raise
+        finally:
+            _budget.reset(token)
 
 
 class SubjectRateLimitMiddleware:
-    """Limits the requests of each token subject; goes after Connexion's security middleware, which
-    puts the verified subject in the request's context. Requests without one pass untouched."""
+    """Counts the request against its address and its token's subject (if it has one), in one call; goes
+    after Connexion's security middleware, which puts the verified subject in the request's context."""
 
     def __init__(
-        self, app: ASGIApp, *, limits: RateLimits, on_refusal: Callable[[str], None] = lambda _kind: None
+        self, app: ASGIApp, *, limits: RateLimits, on_refusal: OnRefusal = lambda _kind: None
     ) -> None:
         self.app = app
         self.limits = limits
         self.on_refusal = on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        context = (scope.get("extensions") or {}).get("connexion_context") or {}
-        subject = context.get("user")
-        if scope["type"] != "http" or not isinstance(subject, str) or not subject:
-            await self.app(scope, receive, send)
-            return
-        decision = await self.limits.check("sub", subject)
-        await _apply(
-            decision,
-            lambda: self.on_refusal("sub"),
-            N_("rate-limited", "Too many requests for this user; retry in %(retry_after)d seconds"),
-            self.app,
-            scope,
-            receive,
-            send,
-        )
+        if scope["type"] == "http":
+            context = (scope.get("extensions") or {}).get("connexion_context") or {}
+            subject = context.get("user")
+            subject = subject if isinstance(subject, str) and subject else None
+            budget = _budget.get()
+            if budget is None:  # no address middleware outside: the subject alone, without headers
+                budget = _Budget(self.limits, None, self.on_refusal)
+            await budget.count(subject, self.limits, self.on_refusal)
+        await self.app(scope, receive, send)
 
 
-async def _apply(
-    decision: Decision | None,
-    refused: Callable[[], None],
-    refusal: str,
-    app: ASGIApp,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-) -> None:
-    """Refuse the request, or call `app` and mark its response with the caller's budget."""
-    if decision is None:  # the storage is unavailable: the request goes on, without headers
-        await app(scope, receive, send)
+def _add_headers(exc: Exception, headers: dict[str, str]) -> None:
+    """Give an error on its way to the exception middleware the budget's headers, so that its problem
+    response carries them like any other response."""
+    if not headers:
         return
-    if not decision.allowed:
-        refused()
-        raise ProblemError(
-            "rate-limited",
-            refusal,
-            args={"retry_after": decision.retry_after},
-            retry_after=decision.retry_after,
-            headers=decision.headers(),
-        )
-
-    async def send_with_budget(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = MutableHeaders(scope=message)
-            # Both limits apply to the request; the caller is told about the one that runs out first.
-            present = headers.get("RateLimit-Remaining")
-            if present is None or not present.isdigit() or int(present) > decision.remaining:
-                headers.update(decision.headers())
-        await send(message)
-
-    await app(scope, receive, send_with_budget)
+    if isinstance(exc, ProblemError):
+        for name, value in headers.items():
+            exc.headers.setdefault(name, value)
+    elif isinstance(exc, HTTPException):
+        exc.headers = {**headers, **(exc.headers or {})}

@@ -71,13 +71,40 @@ def test_another_subject_has_a_budget_of_its_own(settings, users, auth_headers):
     assert [r.status_code for r in responses] == [200, 200, 200, 429, 200]
 
 
-def test_a_flood_of_bad_tokens_from_one_address_is_limited_before_any_token_is_parsed(settings, users):
+def test_a_flood_of_bad_tokens_from_one_address_is_limited_by_its_address(settings, users):
     app = limited_app(settings)
     requests = [("192.0.2.50", "usr_alice", {"Authorization": f"Bearer forged.{n}.token"}) for n in range(5)]
 
     responses = send_all(app, requests)
 
     assert [r.status_code for r in responses] == [401, 401, 401, 429, 429]
+
+
+def test_every_response_of_a_limited_operation_carries_the_budget_its_errors_too(
+    settings, users, auth_headers
+):
+    # The draft's headers, as GitHub's API sends them: on the 2xx and on every error a counted request got.
+    app = limited_app(settings, limit="10/minute")
+    alice = auth_headers("usr_alice")
+    requests = [
+        (PROXY, "usr_alice", alice),  # 200
+        (PROXY, "usr$alice", alice),  # 400 invalid-request
+        (PROXY, "usr_alice", {}),  # 401 missing-credentials
+        (PROXY, "usr_alice", {"Authorization": "Bearer forged.token.here"}),  # 401 invalid-token
+        (PROXY, "usr_bob", alice),  # 403 user-mismatch
+        (PROXY, "usr_nobody", auth_headers("usr_nobody")),  # 404 user-not-found
+    ]
+
+    responses = send_all(app, requests)
+
+    assert [r.status_code for r in responses] == [200, 400, 401, 401, 403, 404]
+    remaining = [int(r.headers["RateLimit-Remaining"]) for r in responses]
+    assert remaining == sorted(remaining, reverse=True) and remaining[-1] < remaining[0]
+    for response in responses:
+        assert response.headers["RateLimit-Limit"] == "10"
+        assert len(response.headers.get_list("RateLimit-Remaining")) == 1
+        assert "Retry-After" not in response.headers
+        assert_conforms(response)
 
 
 def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(settings, users, auth_headers):

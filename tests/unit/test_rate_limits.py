@@ -9,10 +9,11 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from autional_sessions.config import parse_limit
 from autional_sessions.http.client_address import ClientAddress
 from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
 from autional_sessions.problems.factory import ProblemError
-from autional_sessions.security.rate_limiter import Decision, RateLimits
+from autional_sessions.security.rate_limiter import Decision, RateLimits, _MemoryCounter
 
 RATE_LIMIT_HEADERS = {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
 
@@ -273,3 +274,25 @@ def test_scopes_other_than_http_pass_untouched():
 
 async def _never_called(*_args: Any) -> Any:
     raise AssertionError("a pass-through must not touch receive or send")
+
+
+def test_at_a_windows_edge_the_previous_windows_count_is_weighted_by_what_is_left_of_it():
+    now = [1000.0]
+    counter = _MemoryCounter(clock=lambda: now[0])
+    item = parse_limit("4/minute")
+
+    def hits(times: int) -> list[bool]:
+        async def run() -> list[bool]:
+            return [d.allowed for d in await counter.hit(item, ["k"] * times, 1) if d]
+
+        return asyncio.run(run())
+
+    assert hits(1) == [True]  # the first hit starts the window
+    now[0] += 59.0  # the rest of the budget at the very end of the window
+    assert hits(4) == [True, True, True, False]
+    now[0] += 1.5  # just past the edge: the previous window's 4 still weigh 3.97, so one more fits
+    assert hits(2) == [True, False]
+    now[0] += 29.5  # half of the previous window left: 2 of its 4 still count, besides the 1 of this one
+    assert hits(2) == [True, False]
+    now[0] += 60.0  # a window later: the previous window (2) is half gone
+    assert hits(4) == [True, True, True, False]
