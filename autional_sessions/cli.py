@@ -7,6 +7,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 from autional_sessions.config import ConfigError, Settings
@@ -20,6 +21,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"autional-sessions: configuration error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] == "autional_sessions":
+            raise
+        # The plain install has the command line only; each command imports what it needs when it runs.
+        extras = args.extras(args) if callable(args.extras) else args.extras
+        print(
+            f"autional-sessions: {args.command} needs {exc.name}: pip install 'autional-sessions[{extras}]'",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,8 +39,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Contract-first server for the Autional session-management API. "
         "Configuration comes from AUTIONAL_* environment variables (see README).",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
+    # The extra each command needs beyond the plain install, named when its imports fail.
+    parser.set_defaults(extras="server")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     p.set_defaults(run=_migrate)
@@ -92,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="fuzzing budget (default: max-examples in schemathesis.toml)",
     )
-    p.set_defaults(run=_contract_test)
+    # Against a URL the suite needs no server; in process it runs one.
+    p.set_defaults(run=_contract_test, extras=lambda args: "contract" if args.url else "server,contract")
 
     p = sub.add_parser("docs", help="the published API docs")
     docs = p.add_subparsers(required=True, metavar="DOCS_COMMAND")
@@ -107,11 +121,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    """The installed distribution's version, which the build reads from the spec's info.version."""
-    from importlib.metadata import version
+class _Version(argparse.Action):
+    """--version, worked out only when asked for: every other command runs without package metadata
+    (say `python -m autional_sessions migrate` in a checkout that was never installed)."""
 
-    return version("autional-sessions")
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(option_strings, argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kwargs: object) -> None:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
+
+
+def _version() -> str:
+    """The installed distribution's version, which the build reads from the spec's info.version; the
+    spec's own in a checkout that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("autional-sessions")
+    except PackageNotFoundError:
+        from autional_sessions.spec import load_spec
+
+        return str(load_spec()["info"]["version"])
 
 
 def _positive(raw: str) -> int:
@@ -173,7 +206,18 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+# Connexion imports Starlette's test client, and Starlette warns there about the client's httpx transport:
+# a dependency's test helper, nothing this service or its operators can change.
+_TESTCLIENT_NOTICE = "Using `httpx` with `starlette.testclient`"
+
+
 def _serve(args: argparse.Namespace) -> int:
+    # Silenced in the serving processes only: this one, and its workers, which read PYTHONWARNINGS when they
+    # start. Never on import of the package, which users' test environments do.
+    warnings.filterwarnings("ignore", message=_TESTCLIENT_NOTICE)
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        filter(None, (os.environ.get("PYTHONWARNINGS"), f"ignore:{_TESTCLIENT_NOTICE}"))
+    )
     import uvicorn
 
     from autional_sessions.observability.metrics_dir import prepare_multiprocess_dir
@@ -295,6 +339,3 @@ def _docs_build(args: argparse.Namespace) -> int:
     print(f"{len(written)} files in {out}; open {out / 'index.html'}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -243,6 +243,29 @@ def imports_from(bin_dir: Path, module: str, cwd: Path) -> str:
     ).stdout.strip()
 
 
+@pytest.mark.parametrize(
+    ("command", "extras"),
+    [
+        (["migrate"], "server"),
+        (["serve"], "server"),
+        (["contract-test", "--url", "http://127.0.0.1:9", "--token", "t", "--user-id", USER], "contract"),
+        (["contract-test"], "server,contract"),
+    ],
+)
+def test_a_plain_install_names_the_extra_a_command_needs_in_one_line(wheel, tmp_path, command, extras):
+    bin_dir = install(wheel, tmp_path, set())
+
+    done = run(bin_dir, *command, cwd=tmp_path, env=installed_env(AUTIONAL_JWT_SECRET=TEST_SECRET))
+
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"autional-sessions: {command[0]} needs ")
+    assert line.endswith(f"pip install 'autional-sessions[{extras}]'")
+    assert run(bin_dir, "--version", cwd=tmp_path, env=installed_env()).stdout.startswith(
+        "autional-sessions "
+    )
+
+
 @pytest.fixture
 def installed_server(wheel: Path, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     """The server from a `[server]` install, serving a seeded SQLite database: (its URL, a token for USER,

@@ -146,3 +146,22 @@ def test_the_version_is_the_contracts(capsys):
 
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"autional-sessions {load_spec()['info']['version']}"
+
+
+def test_commands_run_without_package_metadata(env, monkeypatch, capsys):
+    # `python -m autional_sessions migrate` in a checkout that was never installed: --version is worked out
+    # only when asked for, from the spec then.
+    import importlib.metadata
+
+    from autional_sessions.spec import load_spec
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+
+    assert main(["migrate"]) == 0
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"autional-sessions {load_spec()['info']['version']}"
