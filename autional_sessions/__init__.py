@@ -8,7 +8,6 @@ files at the repository's top (`CHECKOUT`), so each of them has the one name, `a
 whichever way the code runs: pytest, an editable install, `python -m autional_sessions`.
 """
 
-import warnings
 from pathlib import Path
 
 SERVICE_NAME = "autional-sessions"
@@ -25,8 +24,3 @@ CHECKOUT: Path | None = (
 )
 if CHECKOUT is not None:
     __path__.append(str(CHECKOUT))
-
-# Connexion imports Starlette's test client when it is imported, and Starlette warns there about the
-# client's httpx transport, in every process (each uvicorn worker too). The notice concerns a
-# dependency's test helper, not anything this service or its users can change.
-warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

@@ -338,4 +338,3 @@ def _docs_build(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     print(f"{len(written)} files in {out}; open {out / 'index.html'}")
     return 0
-

@@ -169,3 +169,5 @@ def test_sigterm_removes_the_temporary_metrics_directory(database_url, tmp_path)
         server.stop()
 
     assert not directory.exists(), server.log()
+    # The notice of a dependency's test helper is silenced in the serving process.
+    assert "StarletteDeprecationWarning" not in server.log()

@@ -79,3 +79,20 @@ def test_git_tracks_no_symlink():
     ).stdout
     # Mode 120000 is a symlink in git's index.
     assert [line.split("\t")[1] for line in listing.splitlines() if line.startswith("120000 ")] == []
+
+
+def test_importing_the_package_leaves_the_warning_filters_alone():
+    # The package is installed into users' test environments (the contract suite): their warning filters
+    # are theirs. The server's own notice is silenced in `serve`'s processes only.
+    code = (
+        "import warnings; before = list(warnings.filters); "
+        "import autional_sessions, autional_sessions.config, autional_sessions.spec; "
+        "print(warnings.filters == before); "
+        "import autional_sessions.http.app; "
+        "print([f[1].pattern for f in warnings.filters if f not in before and f[1] is not None])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=checkout_env(), capture_output=True, text=True, check=True
+    )
+
+    assert done.stdout.splitlines() == ["True", "[]"]
