@@ -48,6 +48,7 @@ from autional_sessions.http.parameter_validation import ParameterValidationMiddl
 from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
 from autional_sessions.http.service_routes import ServiceRoutesMiddleware, service_routes
 from autional_sessions.observability.access_log import AccessLogMiddleware
+from autional_sessions.observability.log_format import drain_logs
 from autional_sessions.observability.metrics import (
     MetricsEndpointMiddleware,
     MetricsMiddleware,
@@ -116,6 +117,8 @@ def create_app(
         if tracer_provider is not None:
             # Exports what the batch still holds; a blocking call, kept off the event loop.
             await asyncio.to_thread(tracer_provider.shutdown)
+        # Every request is over: what the log queue holds is written, and what comes after at once.
+        drain_logs()
 
     app = ConnexionMiddleware(
         OperationDispatcher(

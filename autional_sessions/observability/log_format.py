@@ -1,6 +1,10 @@
 """Log lines: JSON for production (one object a line, for a log pipeline to index), or a readable line
 for local development. The access line of each request is written by `access_log.AccessLogMiddleware`.
 
+Under `serve`, lines are formatted and written on a thread of their own (`QueuedStreamHandler`): a request
+only hands its record to a queue, and the event loop never waits for a write to stdout. The queue is
+drained when the app shuts down (`drain_logs`), after its last request and before the process exits.
+
 Tokens must never reach a log, whatever some code puts in a message: every handler set up here drops
 anything that looks like a JWT (`RedactJwt`).
 """
@@ -9,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import queue
 import re
 from datetime import UTC, datetime
-from typing import Any
+from logging.handlers import QueueHandler, QueueListener
+from typing import IO, Any
 
 import orjson
 
@@ -35,16 +41,23 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, No
 
 def configure_logging(level: str, fmt: str) -> None:
     """Log to stdout in `fmt` ("json" or "text") from `level` up, for this process: the service's own
-    loggers and uvicorn's. Worker processes get the same from `uvicorn_log_config`."""
-    logging.config.dictConfig(uvicorn_log_config(level, fmt))
+    loggers and uvicorn's, each line written as it is logged. Worker processes get the same from
+    `uvicorn_log_config`, written off their event loop."""
+    logging.config.dictConfig(uvicorn_log_config(level, fmt, queued=False))
 
 
-def uvicorn_log_config(level: str, fmt: str) -> dict[str, Any]:
+def uvicorn_log_config(level: str, fmt: str, *, queued: bool = True) -> dict[str, Any]:
     """The logging configuration, as `uvicorn.run(log_config=...)` takes it: uvicorn applies it in every
-    worker process it starts."""
+    worker process it starts. `queued`: formatted and written on a thread of the process's own."""
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r} is not one of {', '.join(FORMATS)}")
     level = level.upper()
+    handler: dict[str, Any] = {
+        "stream": "ext://sys.stdout",
+        "formatter": "default",
+        "filters": ["redact_jwt"],
+    }
+    handler.update({"()": QueuedStreamHandler} if queued else {"class": "logging.StreamHandler"})
     return {
         "version": 1,
         # Loggers made at import (the service's, the libraries') keep working.
@@ -52,14 +65,7 @@ def uvicorn_log_config(level: str, fmt: str) -> dict[str, Any]:
         "filters": {"redact_jwt": {"()": RedactJwt}},
         # "default": the name under which uvicorn looks for the formatter it may have to adjust.
         "formatters": {"default": {"()": JsonFormatter if fmt == "json" else TextFormatter}},
-        "handlers": {
-            "default": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stdout",
-                "formatter": "default",
-                "filters": ["redact_jwt"],
-            }
-        },
+        "handlers": {"default": handler},
         "root": {"level": level, "handlers": ["default"]},
         "loggers": {
             # Uvicorn's loggers lose the handlers uvicorn gives them, and go through the root's.
@@ -70,6 +76,75 @@ def uvicorn_log_config(level: str, fmt: str) -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "propagate": False},
         },
     }
+
+
+class QueuedStreamHandler(QueueHandler):
+    """A stream handler whose filters, formatter and writes run on a thread of its own.
+
+    The thread calling the logger (the event loop's) only captures the running request's ids, which live
+    in its context, and puts the record on a queue; a `QueueListener` thread applies this handler's
+    filters (the JWT redaction) and formatter, and writes, flushing once the queue is empty rather than
+    after every line. `close` (by `drain_logs`, or when the logging configuration is replaced) writes what
+    is queued and stops the thread; records logged after that are written at once, so nothing logged while
+    the process shuts down is lost. Arguments are formatted on the thread: log values, not objects that
+    change afterwards."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(queue.SimpleQueue())
+        self._writer = _QueueWriter(stream, self)
+        self._listener: QueueListener | None = QueueListener(self.queue, self._writer)
+        self._listener.start()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Filtering waits for the writing thread, with the formatting.
+        if self._listener is None:
+            return bool(self._writer.handle(record))
+        self.enqueue(self.prepare(record))
+        return True
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The request's ids, read where they are known (the formatters read them from the context
+        # otherwise); as extra fields, which the formatters write alike.
+        context = active_request()
+        if context is not None:
+            record.__dict__.setdefault("request_id", context.request_id)
+            if context.span is not None:
+                record.__dict__.setdefault("trace_id", context.span.traceparent)
+                record.__dict__.setdefault("span_id", context.span.span_id)
+        return record
+
+    def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()  # writes every queued record first
+        self._writer.flush()
+        super().close()
+
+
+class _QueueWriter(logging.StreamHandler):
+    """The writing end of a `QueuedStreamHandler`, with its filters and formatter."""
+
+    def __init__(self, stream: IO[str], owner: QueuedStreamHandler) -> None:
+        super().__init__(stream)
+        self._owner = owner
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return bool(self._owner.filter(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._owner.format(record)
+
+    def flush(self) -> None:
+        # One write for every line the queue held, instead of one per line.
+        if self._owner.queue.empty():
+            super().flush()
+
+
+def drain_logs() -> None:
+    """Write what the queued handlers hold and stop their threads: at shutdown, after the last request."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, QueuedStreamHandler):
+            handler.close()
 
 
 class RedactJwt(logging.Filter):

@@ -20,6 +20,7 @@ from autional_sessions.observability.log_format import (
     ACCESS_LOGGER,
     JWT_REDACTED,
     JsonFormatter,
+    QueuedStreamHandler,
     RedactJwt,
     TextFormatter,
     configure_logging,
@@ -276,3 +277,25 @@ def test_configure_logging_writes_json_for_the_service_and_uvicorn_and_drops_uvi
 def test_an_unknown_format_is_refused():
     with pytest.raises(ValueError, match="json, text"):
         uvicorn_log_config("info", "xml")
+
+
+def test_a_queued_handler_writes_every_record_by_the_time_it_is_closed_and_after_that_at_once():
+    stream = io.StringIO()
+    handler = QueuedStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactJwt())
+    logger = logging.getLogger(f"{LOGGER}.queued")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        for n in range(2000):
+            logger.info("line %d with %s", n, JWT)
+        handler.close()
+        written = lines(stream)
+        logger.info("after the close")
+    finally:
+        logger.removeHandler(handler)
+
+    assert [line["message"] for line in written] == [f"line {n} with {JWT_REDACTED}" for n in range(2000)]
+    assert lines(stream)[-1]["message"] == "after the close"
