@@ -49,21 +49,19 @@ _BAD_REQUEST = N_("invalid-request", "The request does not conform to the contra
 
 
 def allowed_methods(spec: dict) -> Callable[[str], str | None]:
-    """The `Allow` value of a request path: the methods the spec gives the paths that match it (HEAD with
-    GET). More than one can: `.../sessions/revocations` takes POST, and DELETE as a `.../{session_id}`."""
+    """The `Allow` value of a request path: the methods the spec gives its path (HEAD with GET). Concrete
+    paths match before templated ones, as OpenAPI matches them: `.../sessions/revocations` is that path, not
+    a `.../sessions/{session_id}`."""
     templates = []
-    for template, operations in spec["paths"].items():
-        regex, _, _ = compile_path(template)
-        templates.append((regex, {m.upper() for m in operations if m in HTTP_METHODS}))
-
-    def allowed(path: str) -> str | None:
-        matching = [methods for regex, methods in templates if regex.match(path)]
-        if not matching:
-            return None
-        methods = set().union(*matching)
+    for template, operations in sorted(spec["paths"].items(), key=lambda item: item[0].count("{")):
+        methods = {m.upper() for m in operations if m in HTTP_METHODS}
         if "GET" in methods:
             methods.add("HEAD")
-        return ", ".join(sorted(methods))
+        regex, _, _ = compile_path(template)
+        templates.append((regex, ", ".join(sorted(methods))))
+
+    def allowed(path: str) -> str | None:
+        return next((methods for regex, methods in templates if regex.match(path)), None)
 
     return allowed
 
