@@ -80,31 +80,16 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "contract-test",
-        help="run the contract suite, against a deployment or in process",
-        description="Run the contract suite (Schemathesis, every check, openapi.yaml) against the API at --url "
-        "with a token for --user-id; without --url, against this package's own server in process, on a "
-        "throw-away SQLite database (AUTIONAL_TEST_DATABASE=postgresql: a throw-away PostgreSQL database). "
-        "Exits non-zero on any failure; each failure shows a curl line.",
+        help="run the conformance suite, against a deployment or in process",
+        description="Run the conformance suite (README, 'Contract tests against your deployment'): every "
+        "check of the contract, each PASSED, FAILED or SKIPPED with its reason, against the API at --url; "
+        "without --url, against this package's own server in process, on a throw-away SQLite database "
+        "(AUTIONAL_TEST_DATABASE=postgresql: a throw-away PostgreSQL database). Exits 1 when a check fails; "
+        "each failure shows curl lines that reproduce it.",
     )
-    p.add_argument(
-        "--url",
-        help="base URL of the deployment, e.g. http://127.0.0.1:8000 (default: in process, which needs the "
-        "`server` extra as well as `contract`)",
-    )
-    p.add_argument(
-        "--token",
-        default=os.environ.get("AUTIONAL_CONTRACT_TOKEN"),
-        help="a bearer token the deployment accepts for --user-id (default: $AUTIONAL_CONTRACT_TOKEN, which "
-        "keeps it out of the process list and shell history)",
-    )
-    p.add_argument("--user-id", help="the user the token belongs to (with --url)")
-    p.add_argument("--junit-xml", metavar="PATH", help="also write a JUnit XML report there")
-    p.add_argument(
-        "--max-examples",
-        type=_positive,
-        metavar="N",
-        help="fuzzing budget (default: max-examples in schemathesis.toml)",
-    )
+    from autional_sessions.contract_tests.runner import add_arguments
+
+    add_arguments(p)
     # Against a URL the suite needs no server; in process it runs one.
     p.set_defaults(run=_contract_test, extras=lambda args: "contract" if args.url else "server,contract")
 
@@ -263,68 +248,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _contract_test(args: argparse.Namespace) -> int:
-    """pytest on the installed contract_tests package: the very suite `make test` runs in process."""
-    import importlib.util
-    import tempfile
-    from pathlib import Path
+    from autional_sessions.contract_tests.runner import run
 
-    import pytest
-
-    if args.url and not (args.token and args.user_id):
-        print(
-            "autional-sessions: contract-test --url needs --user-id and --token (or AUTIONAL_CONTRACT_TOKEN)",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.url and (args.token or args.user_id):
-        print("autional-sessions: --token and --user-id go with --url", file=sys.stderr)
-        return 2
-    if args.max_examples:
-        # The suite reads its budget at import, when pytest collects it.
-        os.environ["CONTRACT_MAX_EXAMPLES"] = str(args.max_examples)
-    # Found, not imported: pytest imports the suite, under the one name its place gives it.
-    (package,) = map(
-        Path, importlib.util.find_spec("autional_sessions.contract_tests").submodule_search_locations
-    )
-    argv = [
-        str(package),
-        # Only the suite's own settings: none from the pytest configuration or conftest.py files of the
-        # directory this runs in, and no pytest cache written there.
-        "-c",
-        os.devnull,
-        "--rootdir",
-        str(package),
-        "--confcutdir",
-        str(package),
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        "-rfE",
-        # Connexion's use of jsonschema's old API: a dependency's notice, of no use to the suite's user.
-        "-W",
-        "ignore:jsonschema.RefResolver is deprecated:DeprecationWarning",
-        "-W",
-        "ignore:jsonschema.exceptions.RefResolutionError is deprecated:DeprecationWarning",
-    ]
-    if args.url:
-        argv += [
-            "--contract-url",
-            args.url,
-            "--contract-token",
-            args.token,
-            "--contract-user-id",
-            args.user_id,
-        ]
-    else:
-        # The in-process target's fixtures (a throw-away database, settings, a token signer), shipped in the
-        # package because an install has no conftest.py of the repository.
-        argv += ["-p", "autional_sessions.testing"]
-    if args.junit_xml:
-        argv += ["--junit-xml", args.junit_xml]
-    # Hypothesis keeps its caches in ./.hypothesis by default: not in the caller's working directory.
-    with tempfile.TemporaryDirectory(prefix="autional-contract-") as scratch:
-        os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", scratch)
-        return int(pytest.main(argv))
+    return run(args)
 
 
 def _docs_build(args: argparse.Namespace) -> int:

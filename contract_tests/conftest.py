@@ -1,35 +1,42 @@
-"""Where the contract suite points: the in-process app on a seeded database, or a live deployment.
+"""Where the contract suite points, who it is there, and how its checks are selected, ordered and reported.
 
 In process (the default, in `make test`, and `autional-sessions contract-test` without --url): the app
 from the fixtures of autional_sessions.testing (which the caller loads as a plugin), on a temporary
-database seeded with users usr_0000000 .. usr_0000005; each case is signed for the user in its path, so
-cases reach the handler. Each of those users plays a part: usr_0000000 and usr_0000001 list their sessions
-(200), usr_0000002's queries fail with an unexpected database error (500, injected under the app),
-usr_0000003's sessions are asked for with usr_0000000's token (403), usr_0000004's queries fail as
-they do when the database is unreachable (503, injected likewise), and usr_0000005 has spent its rate
-limit before the run starts (429; the limit is far above what the run asks of anyone else); ids of
-nobody (404) still turn up.
+database seeded with users usr_0000000 .. usr_0000005, with the test settings' signing key, so every check
+runs. The hand-written checks are usr_0000000 (user A) and usr_0000001 (user B), on data seeded afresh
+before each check. Each seeded user plays a part in the schema tests: usr_0000000 and usr_0000001 list
+their sessions (200), usr_0000002's queries fail with an unexpected database error (500, injected under
+the app), usr_0000003's sessions are asked for with usr_0000000's token (403), usr_0000004's queries fail
+as they do when the database is unreachable (503, injected likewise), and usr_0000005 has spent its rate
+limit before the run starts (429; the limit is far above what the run asks of anyone else); ids of nobody
+(404) still turn up.
 
-Against a deployment: `--contract-url URL --contract-token TOKEN --contract-user-id USER_ID` (what
-`autional-sessions contract-test` passes). The token is sent as is; generated ids often name USER_ID.
+Against a deployment: the `--contract-*` options below, which `autional-sessions contract-test` passes.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from .harness import StatusLedger, Target, documented_statuses
+from . import catalogue
+from .deployment import Deployment, Observed
+from .harness import StatusLedger, Target, documented_statuses, required_statuses
+from .report import Report
+from .tokens import Minter, default_algorithm, load_key
 
 SEEDED_USERS = 6
 # Far above what one run asks of any user or of the test client's one address.
 RATE_LIMIT = "100000/hour"
 SESSIONS_PER_USER = 25
+# What the in-process deployment's users are for (see the module's docstring).
+USER_A, USER_B, FAULT_USER, INTRUDED, OUTAGE_USER, THROTTLED = range(SEEDED_USERS)
 _LEDGER = pytest.StashKey[StatusLedger]()
-_PARTIAL = pytest.StashKey[bool]()
-_GATE = pytest.StashKey[str]()
+_REPORT = pytest.StashKey[Report]()
+_OBSERVED = pytest.StashKey[Observed]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,124 +44,238 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--contract-url", metavar="URL", help="base URL of the deployment to test")
     group.addoption("--contract-token", metavar="TOKEN", help="a bearer token for --contract-user-id")
     group.addoption("--contract-user-id", metavar="USER_ID", help="the user the token belongs to")
+    group.addoption("--contract-other-token", metavar="TOKEN", help="a bearer token of a second user")
+    group.addoption("--contract-other-user-id", metavar="USER_ID", help="the second user")
+    group.addoption("--contract-signing-key-file", metavar="PATH", help="the HMAC secret or PEM private key")
+    group.addoption("--contract-algorithm", metavar="ALG", help="the signing key's JWT algorithm")
+    group.addoption("--contract-issuer", metavar="ISS", help="the iss of the tokens the deployment accepts")
+    group.addoption("--contract-audience", metavar="AUD", help="the aud of the tokens the deployment accepts")
+    group.addoption(
+        "--contract-select", metavar="GLOB", action="append", default=[], help="run only these check ids"
+    )
+    group.addoption("--contract-report-json", metavar="PATH", help="write the report as JSON there")
+    group.addoption("--contract-junit-xml", metavar="PATH", help="write the report as JUnit XML there")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "check(id): the contract check (catalogue id) this test is part of")
     config.stash[_LEDGER] = StatusLedger()
-    config.stash[_PARTIAL] = False
-
-
-def pytest_deselected(items: list[pytest.Item]) -> None:
-    # With -k, --lf or a node id, part of the suite did not run: which statuses it produced says nothing
-    # about the contract, so the gate below is not applied.
-    if any(item.path.name == "test_contract.py" for item in items):
-        items[0].config.stash[_PARTIAL] = True
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    ledger = config.stash.get(_LEDGER, None)
-    if ledger is None or not ledger.counts:
-        return
-    terminalreporter.write_sep("=", "contract suite: (operation, status) pairs produced and validated")
-    terminalreporter.write_line(ledger.table(documented_statuses(), required(config)))
-    gate = config.stash.get(_GATE, None)
-    if gate:
-        terminalreporter.write_line(gate, red=True, bold=True)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The run's gate: when the whole suite ran (no test of it deselected, not split over workers), every
-    documented status it can reach must have been produced and validated by one of its tests. No test
-    depends on another for this: each stands alone, and the gate looks at what they all saw."""
-    config = session.config
-    ledger = config.stash.get(_LEDGER, None)
-    if ledger is None or not ledger.counts or config.stash.get(_PARTIAL, False):
-        return
-    if hasattr(config, "workerinput"):  # a pytest-xdist worker sees only its share of the cases
-        return
-    missing = ledger.missing(required(config))
-    if missing:
-        config.stash[_GATE] = "documented but never produced and validated: " + ", ".join(
-            f"{label} {status}" for label, status in missing
-        )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    config.stash[_OBSERVED] = Observed()
+    config.stash[_REPORT] = Report(
+        live_url(config) or "in process", catalogue.selected(config.getoption("contract_select", default=[]))
+    )
 
 
 def live_url(config: pytest.Config) -> str | None:
     return config.getoption("contract_url", default=None)
 
 
-def required(config: pytest.Config) -> dict[str, set[int]]:
-    """The documented statuses the run must have produced: all of them, but for those it cannot reach."""
-    # Schemathesis sends no query parameter to an operation that declares none, so the probes' 400 (an
-    # unknown parameter) is never produced here; tests/integration/test_probes.py proves it.
-    documented = {
-        label: statuses - ({400} if label in ("GET /healthz", "GET /readyz") else set())
-        for label, statuses in documented_statuses().items()
-    }
-    if not live_url(config):
-        # In process the outage is injected per user; a probe names no user, so its 503 is proven by
-        # tests/integration/test_probes.py instead, with the whole store down.
-        return {
-            label: statuses - ({503} if label == "GET /readyz" else set())
-            for label, statuses in documented.items()
-        }
-    # Against a deployment the suite has one user's token and no way to inject a fault: every other user
-    # id is a 403 before any lookup, so no user is ever unknown (404), and neither 500 nor 503 can be
-    # provoked. A 429 comes only from a deployment with a rate limit the run happens to exhaust, and a
-    # 204 only while the user still has an active session for a link to name.
-    unreachable = {
-        "GET /sessions/user/{user_id}/sessions": {404, 429, 500, 503},
-        "POST /sessions/user/{user_id}/sessions/revocations": {404, 429, 500, 503},
-        "DELETE /sessions/user/{user_id}/sessions/{session_id}": {204, 429, 500, 503},
-        "GET /readyz": {503},
-    }
-    return {label: statuses - unreachable.get(label, set()) for label, statuses in documented.items()}
+def check_id(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("check")
+    return marker.args[0] if marker else None
 
 
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    # Schemathesis draws the schema's examples when pytest collects its tests: not when it is not selected.
+    if collection_path.name == "test_contract.py" and "schema" not in catalogue.selected(
+        config.getoption("contract_select", default=[])
+    ):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The catalogue's order (read-only checks, revocations, schema, problems and headers last), and a skip
+    for the checks `--contract-select` leaves out."""
+    chosen = catalogue.selected(config.getoption("contract_select", default=[]))
+    positions = [n for n, item in enumerate(items) if check_id(item)]
+    ordered = sorted((items[n] for n in positions), key=lambda item: catalogue.ORDER[check_id(item)])
+    for n, item in zip(positions, ordered, strict=True):
+        items[n] = item
+        if check_id(item) not in chosen:
+            item.add_marker(pytest.mark.skip(reason="not selected"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    identifier = check_id(item)
+    if identifier and identifier in catalogue.BY_ID:
+        item.config.stash[_REPORT].record(identifier, report, call)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    ledger = config.stash.get(_LEDGER, None)
+    if ledger is not None and ledger.counts:
+        terminalreporter.write_sep("=", "contract suite: (operation, status) pairs produced and validated")
+        terminalreporter.write_line(
+            ledger.table(documented_statuses(), required_statuses(in_process=not live_url(config)))
+        )
+    report = config.stash.get(_REPORT, None)
+    if report is None or not _ran_any_check(config):
+        return
+    terminalreporter.write_sep("=", "contract checks")
+    for line in report.lines():
+        red = line.startswith("FAILED")
+        terminalreporter.write_line(line, red=red, bold=red)
+
+
+def _ran_any_check(config: pytest.Config) -> bool:
+    report = config.stash[_REPORT]
+    return any(v._results for v in report.verdicts.values())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    report = config.stash.get(_REPORT, None)
+    if report is None or hasattr(config, "workerinput"):
+        return
+    if path := config.getoption("contract_report_json", default=None):
+        report.write_json(path)
+    if path := config.getoption("contract_junit_xml", default=None):
+        report.write_junit(path)
+
+
+# Fixtures -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def status_ledger(pytestconfig: pytest.Config) -> StatusLedger:
     return pytestconfig.stash[_LEDGER]
 
 
-@pytest.fixture
-def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    """Aim the suite's contract at the deployment named by the options, or else at the in-process app."""
+@pytest.fixture(scope="session")
+def observed(pytestconfig: pytest.Config) -> Observed:
+    """Every exchange of the run, for the problem and header checks."""
+    return pytestconfig.stash[_OBSERVED]
+
+
+@pytest.fixture(scope="session")
+def deployment(request: pytest.FixtureRequest, observed: Observed) -> Iterator[Deployment]:
+    """The deployment the hand-written checks call: the one the options name, or the in-process app."""
     config = request.config
     url = live_url(config)
     if url:
-        token, user = config.getoption("contract_token"), config.getoption("contract_user_id")
-        if not token or not user:
-            pytest.fail("--contract-url needs --contract-token and --contract-user-id", pytrace=False)
-        yield Target(known_users=[user], token_for=lambda _user_id: token, base_url=url)
+        yield from _live_deployment(config, url, observed)
         return
+    from starlette.testclient import TestClient
 
-    # The server's modules, imported only here: against a deployment the suite needs no server code
-    # and no database driver (the `contract` extra alone).
+    from autional_sessions.db.models import database_proxy
     from autional_sessions.db.seed import seed, user_id
+    from autional_sessions.testing import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET
+
+    database = request.getfixturevalue("migrated_database")
+    settings = request.getfixturevalue("settings")
+
+    def reset() -> None:
+        """The seeded data, afresh: each in-process check starts from it, whatever the one before did."""
+        database_proxy.initialize(database)
+        with database.connection_context():
+            database.execute_sql("DELETE FROM sessions")
+            database.execute_sql("DELETE FROM users")
+        seed(database, SEEDED_USERS, SESSIONS_PER_USER)
+
+    reset()
+    app = _in_process_app(settings)
+    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
+        yield Deployment(
+            client,
+            base_url="http://testserver",
+            user=user_id(USER_A),
+            token=None,
+            other_user=user_id(USER_B),
+            minter=Minter(TEST_SECRET.encode(), "HS256", TEST_ISSUER, TEST_AUDIENCE),
+            in_process=True,
+            observed=observed,
+            reset=reset,
+            probes={
+                "unexpected_error": user_id(FAULT_USER),
+                "unavailable": user_id(OUTAGE_USER),
+                "rate_limited": user_id(THROTTLED),
+            },
+        )
+
+
+def _live_deployment(config: pytest.Config, url: str, observed: Observed) -> Iterator[Deployment]:
+    import httpx
+
+    option = config.getoption
+    user = option("contract_user_id")
+    token = option("contract_token")
+    minter = None
+    if key_file := option("contract_signing_key_file"):
+        key = load_key(key_file)
+        minter = Minter(
+            key,
+            option("contract_algorithm") or default_algorithm(key),
+            option("contract_issuer"),
+            option("contract_audience"),
+        )
+    if not user or not (token or minter):
+        pytest.fail(
+            "--contract-url needs --contract-user-id and --contract-token (or the signing key)", pytrace=False
+        )
+    with httpx.Client(timeout=30.0, follow_redirects=False) as client:
+        yield Deployment(
+            client,
+            base_url=url,
+            user=user,
+            token=token,
+            other_user=option("contract_other_user_id"),
+            other_token=option("contract_other_token"),
+            minter=minter,
+            observed=observed,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_data(request: pytest.FixtureRequest) -> None:
+    """In process, each hand-written check starts on the seeded data (the schema tests reseed their own)."""
+    identifier = check_id(request.node)
+    if identifier is None or identifier == "schema":
+        return
+    deployment: Deployment = request.getfixturevalue("deployment")
+    if deployment.reset is not None:
+        deployment.reset()
+
+
+def _in_process_app(settings: Any) -> Any:
+    """Our app on the test database, whose store fails on purpose for the fault users, and whose rate limit
+    the throttled user has spent."""
+    from autional_sessions.db.seed import user_id
     from autional_sessions.db.store import open_store
     from autional_sessions.http.app import create_app
     from autional_sessions.security.rate_limiter import RateLimits
 
-    from .faults import (
-        FaultInjectingStore,
-        unavailable_error,
-        unexpected_error,
-    )
+    from .faults import FaultInjectingStore, unavailable_error, unexpected_error
 
-    # A fresh app on the emptied, migrated test database of this run's engine (the root conftest's),
-    # whose store fails on purpose for the fault users.
+    store = FaultInjectingStore(
+        open_store(settings),
+        {user_id(FAULT_USER): unexpected_error, user_id(OUTAGE_USER): unavailable_error},
+    )
+    rate_limits = RateLimits(RATE_LIMIT)
+    asyncio.run(rate_limits.check("sub", user_id(THROTTLED), cost=rate_limits.limit))
+    return create_app(settings, store=store, rate_limits=rate_limits)
+
+
+@pytest.fixture
+def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """Aim the schema tests at the deployment named by the options, or else at the in-process app."""
+    config = request.config
+    url = live_url(config)
+    if url:
+        deployment: Deployment = request.getfixturevalue("deployment")
+        token = deployment.token
+        yield Target(known_users=[deployment.user], token_for=lambda _user_id: token, base_url=url)
+        return
+
+    from autional_sessions.db.seed import seed, user_id
+
+    # A fresh app on the emptied, migrated test database of this run's engine (the root conftest's).
     database = request.getfixturevalue("database")
     settings = request.getfixturevalue("settings")
     make_token = request.getfixturevalue("make_token")
     seed(database, SEEDED_USERS, SESSIONS_PER_USER)
-    intruder, fault_user, intruded, outage_user = user_id(0), user_id(2), user_id(3), user_id(4)
-    throttled = user_id(5)
-    store = FaultInjectingStore(
-        open_store(settings), {fault_user: unexpected_error, outage_user: unavailable_error}
-    )
-    rate_limits = RateLimits(RATE_LIMIT)
-    asyncio.run(rate_limits.check("sub", throttled, cost=rate_limits.limit))
+    intruder, intruded = user_id(USER_A), user_id(INTRUDED)
     yield Target(
         known_users=[user_id(n) for n in range(SEEDED_USERS)],
         known_sessions={
@@ -162,7 +283,7 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[Target]:
             for n in range(SEEDED_USERS)
         },
         token_for=lambda path_user: make_token(intruder if path_user == intruded else path_user),
-        app=create_app(settings, store=store, rate_limits=rate_limits),
+        app=_in_process_app(settings),
         reset=lambda: seed(database, SEEDED_USERS, SESSIONS_PER_USER),
-        fault_users=(fault_user, outage_user),
+        fault_users=(user_id(FAULT_USER), user_id(OUTAGE_USER)),
     )
