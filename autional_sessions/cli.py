@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         "(AUTIONAL_TEST_DATABASE=postgresql: a throw-away PostgreSQL database). Exits 1 when a check fails; "
         "each failure shows curl lines that reproduce it.",
     )
-    from autional_sessions.contract_tests.runner import add_arguments
+    from autional_sessions.contract_command import add_arguments
 
     add_arguments(p)
     # Against a URL the suite needs no server; in process it runs one.
@@ -248,7 +248,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _contract_test(args: argparse.Namespace) -> int:
-    from autional_sessions.contract_tests.runner import run
+    from autional_sessions.contract_command import run
 
     return run(args)
 

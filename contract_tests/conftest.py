@@ -59,6 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "check(id): the contract check (catalogue id) this test is part of")
+    if unknown := catalogue.unmatched(config.getoption("contract_select", default=[])):
+        raise pytest.UsageError("--select matches no check: " + ", ".join(unknown))
     config.stash[_LEDGER] = StatusLedger()
     config.stash[_OBSERVED] = Observed()
     config.stash[_REPORT] = Report(

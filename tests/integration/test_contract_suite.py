@@ -59,3 +59,9 @@ def test_one_schema_test_run_by_its_node_id_passes_without_the_whole_runs_gate(t
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_a_select_glob_that_names_no_check_is_refused(tmp_path):
+    result = run(["-m", "autional_sessions", "contract-test", "--select", "tokens.*"], cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--select matches no check: tokens.*" in result.stdout + result.stderr
