@@ -62,6 +62,8 @@ class Settings:
     db_busy_timeout_ms: int = 5000
     retry_after_seconds: int = 5
     validate_responses: bool = False
+    # Request counts and latencies at /metrics (Prometheus).
+    metrics: bool = True
     # Requests per token subject and per client address, e.g. "120/minute"; None: no limit.
     rate_limit: str | None = None
     # Where every worker and instance counts the limits together; None: each process counts alone.
@@ -128,6 +130,7 @@ class Settings:
             db_busy_timeout_ms=_int(env, "AUTIONAL_DB_BUSY_TIMEOUT_MS", cls.db_busy_timeout_ms, minimum=0),
             retry_after_seconds=_int(env, "AUTIONAL_RETRY_AFTER", cls.retry_after_seconds, minimum=1),
             validate_responses=_bool(env, "AUTIONAL_VALIDATE_RESPONSES", cls.validate_responses),
+            metrics=_bool(env, "AUTIONAL_METRICS", cls.metrics),
             rate_limit=_rate_limit(env),
             redis_url=_redis_url(env),
             trusted_proxies=_trusted_proxies(env),

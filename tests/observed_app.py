@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
-from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware
 from starlette.types import ASGIApp
 
 from autional_sessions.http.app import middleware_stack
@@ -42,13 +42,13 @@ SPEC: dict[str, Any] = {
 }
 
 
-def observed_app(*middlewares: tuple[type, dict[str, Any]]) -> ConnexionMiddleware:
-    """The app with `middlewares` (class, keyword arguments) inside the request context (the stack's
-    outermost middleware), where `create_app` adds its own."""
-    app = ConnexionMiddleware(OperationDispatcher({}), middlewares=middleware_stack(validate_responses=False))
+def observed_app(**stack: Any) -> ConnexionMiddleware:
+    """The app with the service's stack, given `stack` (`middleware_stack`'s options: the recorders of the
+    request context middleware, a metrics endpoint)."""
+    app = ConnexionMiddleware(
+        OperationDispatcher({}), middlewares=middleware_stack(validate_responses=False, **stack)
+    )
     app.add_api(SPEC, strict_validation=False)
-    for middleware, options in middlewares:
-        app.add_middleware(middleware, position=MiddlewarePosition.BEFORE_EXCEPTION, **options)
     return app
 
 

@@ -5,10 +5,11 @@ building the problem catalogue, the token verifier, the store and its compiled s
 operation's parameter validation and handler call), so the request path only runs the middleware, the
 handler and its queries.
 
-The stack is Connexion's own (`ConnexionMiddleware`, its documented way to wrap an ASGI app), with two
-of its parts swapped through the `middlewares` list: parameter validation compiled per operation
-(`parameter_validation.ParameterValidationMiddleware`) and, as the innermost app, a dispatcher that calls each
-operation's handler directly (`dispatch.OperationDispatcher`). Connexion's context middleware is left
+The stack is Connexion's own (`ConnexionMiddleware`, its documented way to wrap an ASGI app), given whole,
+outermost first, as its `middlewares` list by `middleware_stack`, the one place the order of the layers
+is set. Two of Connexion's parts are swapped there: parameter validation compiled per operation
+(`parameter_validation.ParameterValidationMiddleware`) and, as the innermost app, a dispatcher that calls
+each operation's handler directly (`dispatch.OperationDispatcher`). Connexion's context middleware is left
 out: it only feeds the decorators that the dispatcher replaces.
 """
 
@@ -21,11 +22,11 @@ import datetime as dt
 import functools
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
-from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.exceptions import ExceptionMiddleware
 from connexion.middleware.lifespan import LifespanMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
@@ -35,6 +36,8 @@ from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
+from starlette.types import ASGIApp, Scope
 
 from autional_sessions.config import Settings
 from autional_sessions.db.queries import SessionQueries
@@ -47,15 +50,17 @@ from autional_sessions.http.handler_resolver import resolver
 from autional_sessions.http.parameter_validation import ParameterValidationMiddleware
 from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
 from autional_sessions.http.service_routes import ServiceRoutesMiddleware, service_routes
-from autional_sessions.observability.access_log import AccessLogMiddleware
+from autional_sessions.observability.access_log import AccessLog
 from autional_sessions.observability.log_format import drain_logs
 from autional_sessions.observability.metrics import (
+    METRICS_PATH,
     MetricsEndpointMiddleware,
-    MetricsMiddleware,
+    default_metrics,
+    metrics_app,
     observe_pool_wait,
     record_rate_limit_refusal,
 )
-from autional_sessions.observability.request_context import RequestContextMiddleware
+from autional_sessions.observability.request_context import Recorder, RequestContextMiddleware
 from autional_sessions.observability.request_outcome import RouteTemplates
 from autional_sessions.observability.tracing import Tracing, tracer_provider_for
 from autional_sessions.problems.factory import ProblemCatalogue
@@ -99,6 +104,7 @@ def create_app(
         store = TracedStore(store, otel_tracing.tracer)
         tracing = otel_tracing
     sessions = SessionQueries(store)
+    metrics = default_metrics() if settings.metrics else None
 
     async def session_active(user_id: str, session_id: str) -> bool:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
@@ -130,10 +136,15 @@ def create_app(
         ),
         middlewares=middleware_stack(
             validate_responses=settings.validate_responses,
-            rate_limits=rate_limits,
-            client_address=client_address,
             last_resort=last_resort(catalogue),
             tracing=tracing,
+            route_of=routes.of,
+            recorders=[*([metrics.record] if metrics else []), AccessLog(client_of=client_address.of).record],
+            metrics_endpoint=metrics_app() if metrics else None,
+            cors=_cors_options(spec, settings) if settings.cors_origins else None,
+            service_routes=service_routes(spec, problem_base_uri=settings.problem_base_uri),
+            rate_limits=rate_limits,
+            client_address=client_address,
         ),
         lifespan=lifespan,
         swagger_ui_options=SwaggerUIOptions(
@@ -147,40 +158,20 @@ def create_app(
         validate_responses=settings.validate_responses,
         security_map={"bearer": bearer_security_handler(verifier)},
     )
-    # Added in this order, each lands just inside the one before it at the same position: what observes
-    # the request's outcome, outside the exception middleware so that it sees every problem's status.
-    # /metrics before the metrics middleware: a scrape is not a request of the API.
-    app.add_middleware(MetricsEndpointMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
-    app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, route_of=routes.of)
-    app.add_middleware(
-        AccessLogMiddleware,
-        position=MiddlewarePosition.BEFORE_EXCEPTION,
-        route_of=routes.of,
-        client_of=client_address.of,
-    )
-    if settings.cors_origins:
-        _add_cors(app, spec, settings)
-    app.add_middleware(
-        ServiceRoutesMiddleware,
-        position=MiddlewarePosition.BEFORE_SWAGGER,
-        routes=service_routes(spec, problem_base_uri=settings.problem_base_uri),
-    )
     add_error_handlers(app, catalogue, settings, allowed_methods(spec))
     return app
 
 
-def _add_cors(app: ConnexionMiddleware, spec: dict, settings: Settings) -> None:
-    """CORS for the browser apps of the configured origins. Preflight requests are answered here,
-    before routing; tokens travel in the Authorization header, never in cookies, so credentials are
-    never allowed (and so never with a wildcard origin)."""
+def _cors_options(spec: dict, settings: Settings) -> dict[str, Any]:
+    """CORS for the browser apps of the configured origins. Preflight requests are answered before
+    routing; tokens travel in the Authorization header, never in cookies, so credentials are never
+    allowed (and so never with a wildcard origin)."""
     methods = sorted({m.upper() for path in spec["paths"].values() for m in path if m in HTTP_METHODS})
-    app.add_middleware(
-        CORSMiddleware,
-        position=MiddlewarePosition.BEFORE_EXCEPTION,
-        allow_origins=list(settings.cors_origins),
-        allow_methods=methods,
-        allow_headers=["Authorization", "X-Request-ID", "traceparent", "tracestate", "Accept-Language"],
-        expose_headers=[
+    return {
+        "allow_origins": list(settings.cors_origins),
+        "allow_methods": methods,
+        "allow_headers": ["Authorization", "X-Request-ID", "traceparent", "tracestate", "Accept-Language"],
+        "expose_headers": [
             "X-Request-ID",
             "traceparent",
             "Retry-After",
@@ -189,36 +180,54 @@ def _add_cors(app: ConnexionMiddleware, spec: dict, settings: Settings) -> None:
             "RateLimit-Remaining",
             "RateLimit-Reset",
         ],
-        allow_credentials=False,
-        max_age=600,
-    )
+        "allow_credentials": False,
+        "max_age": 600,
+    }
 
 
 def middleware_stack(
     *,
     validate_responses: bool,
-    rate_limits: RateLimits | None = None,
-    client_address: ClientAddress | None = None,
     last_resort: Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]] | None = None,
     tracing: Tracing | None = None,
+    route_of: Callable[[Scope], str] | None = None,
+    recorders: Sequence[Recorder] = (),
+    metrics_endpoint: ASGIApp | None = None,
+    cors: Mapping[str, Any] | None = None,
+    service_routes: list[Route] | None = None,
+    rate_limits: RateLimits | None = None,
+    client_address: ClientAddress | None = None,
 ) -> list:
-    """Connexion's default middleware stack, with parameter validation compiled per operation in place of
-    its request validation, and without its context middleware (it only feeds the decorators that the
-    dispatcher replaces). Outside it all, the request's context; with `last_resort`, the server-error
-    middleware answers an error that escaped every error handler (one raised inside a handler) with a
-    problem too, not Starlette's plain text. With rate limits: per client address before routing, so that a flood of bad
-    tokens is limited too, and per token subject right after the token is verified; both inside the
-    exception middleware, which renders their 429. `tracing` makes the request's span (W3C trace context
-    ids only, by default)."""
+    """Every layer of the app, outermost first, as `ConnexionMiddleware(middlewares=...)` takes them: the
+    one place their order is set.
+
+    Connexion's default stack, with parameter validation compiled per operation in place of its request
+    validation, and without its context middleware (it only feeds the decorators that the dispatcher
+    replaces); around it, the request context middleware, the one layer that watches requests (ids and
+    trace context, the response stamps, the metrics and the access log through `recorders`), outermost so
+    that even the server-error middleware's answer is stamped and recorded with the status the client got.
+    With `last_resort`, the server-error middleware answers an error that escaped every error handler (one
+    raised inside a handler) with a problem too, not Starlette's plain text. /metrics is answered inside
+    the server-error middleware and outside the exception middleware, and not recorded (a scrape is not a
+    request of the API); CORS preflights before routing; the problem pages and the YAML spec inside the
+    exception middleware, so that a wrong method on them is a problem like any other. With rate limits:
+    each request's budget opened before routing, its address and its token's subject counted right after
+    the token is verified; both inside the exception middleware, which renders their 429."""
+    observer: dict[str, Any] = {}
+    if tracing is not None:
+        observer["tracing"] = tracing
+    if recorders:
+        observer.update(route_of=route_of, recorders=recorders)
+        if metrics_endpoint is not None:
+            observer["unrecorded_paths"] = frozenset({METRICS_PATH})
     by_address: list = []
     by_subject: list = []
     if rate_limits is not None:
-        address = client_address or ClientAddress()
         by_address = [
             functools.partial(
                 ClientRateLimitMiddleware,
                 limits=rate_limits,
-                client_address=address,
+                client_address=client_address or ClientAddress(),
                 exempt_paths=PROBE_PATHS,
                 on_refusal=record_rate_limit_refusal,
             )
@@ -229,13 +238,18 @@ def middleware_stack(
             )
         ]
     return [
-        # Outermost: even the server-error middleware's answer carries the request's id and trace
-        # context, and the request's span covers everything the server does for it.
-        functools.partial(RequestContextMiddleware, tracing=tracing) if tracing else RequestContextMiddleware,
+        functools.partial(RequestContextMiddleware, **observer) if observer else RequestContextMiddleware,
         functools.partial(ServerErrorMiddleware, handler=last_resort)
         if last_resort
         else ServerErrorMiddleware,
+        *(
+            [functools.partial(MetricsEndpointMiddleware, endpoint=metrics_endpoint)]
+            if metrics_endpoint
+            else []
+        ),
+        *([functools.partial(CORSMiddleware, **cors)] if cors else []),
         ExceptionMiddleware,
+        *([functools.partial(ServiceRoutesMiddleware, routes=service_routes)] if service_routes else []),
         SwaggerUIMiddleware,
         *by_address,
         RoutingMiddleware,

@@ -34,7 +34,7 @@ _CONTEXT_ARGUMENTS = ("user", "token_info")
 
 
 class _Endpoint:
-    def __init__(self, operation: AbstractOperation, services: Mapping[str, Any]) -> None:
+    def __init__(self, operation: AbstractOperation, services: Mapping[str, Any], *, stamp: bool) -> None:
         function = operation.function
         if not inspect.iscoroutinefunction(function):
             raise TypeError(f"{operation.operation_id} must be an async def function")
@@ -44,6 +44,7 @@ class _Endpoint:
         self._services = {name: service for name, service in services.items() if name in accepted}
         self._context_arguments = tuple(name for name in _CONTEXT_ARGUMENTS if name in accepted)
         self._parameters = frozenset(accepted)
+        self._stamp = stamp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         arguments = {k: v for k, v in validated_arguments(scope).items() if k in self._parameters}
@@ -52,15 +53,14 @@ class _Endpoint:
             for name in self._context_arguments:
                 arguments[name] = context.get(name)
         body, status = await self._function(**arguments, **self._services)
-        # The headers the spec requires of every response, here already (the outermost middleware sets
-        # them again) so that response validation, when on, sees them.
-        request = current_request()
-        headers = [
-            (b"x-request-id", request.request_id.encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        if request.span is not None:
-            headers.append((b"traceparent", request.span.traceparent.encode()))
+        headers = []
+        if self._stamp:
+            # The headers the spec requires of every response, which the outermost middleware writes,
+            # here already for response validation (when on), which runs inside it.
+            request = current_request()
+            headers += [(b"x-request-id", request.request_id.encode()), (b"cache-control", b"no-store")]
+            if request.span is not None:
+                headers.append((b"traceparent", request.span.traceparent.encode()))
         if body is None:  # 204: no content, and so no content type
             payload = b""
         else:
@@ -100,6 +100,8 @@ async def _not_an_operation(_request: Request) -> None:
 
 class _DispatchAPI(RoutedAPI[_Endpoint]):
     def __init__(self, *args: Any, services: Mapping[str, Any], **kwargs: Any) -> None:
+        # Connexion's own response validation, when the API asks for it, needs the stamped headers.
+        self._stamp = bool(kwargs.get("validate_responses"))
         super().__init__(*args, **kwargs)
         self._services = services
         methods: dict[str, list[str]] = {}
@@ -112,7 +114,7 @@ class _DispatchAPI(RoutedAPI[_Endpoint]):
         self.add_paths()
 
     def make_operation(self, operation: AbstractOperation) -> _Endpoint:
-        return _Endpoint(operation, self._services)
+        return _Endpoint(operation, self._services, stamp=self._stamp)
 
 
 class OperationDispatcher(RoutedMiddleware[_DispatchAPI]):

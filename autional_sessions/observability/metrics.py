@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_asgi_app
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from autional_sessions.observability.metrics_dir import ENV_VAR
-from autional_sessions.observability.request_outcome import ObservedMiddleware
 
 # From a request served out of memory (1 ms) to one that went badly wrong (10 s, past any sane timeout).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -28,6 +26,7 @@ RATE_LIMIT_KINDS = ("ip", "sub")
 # A server passes on any method token a client sends: the others share one label value.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 OTHER_METHOD = "other"
+METRICS_PATH = "/metrics"
 
 
 class Metrics:
@@ -66,6 +65,7 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         # Known kinds show as 0 from the start, so that a query or an alert on them finds a series.
         for kind in DATABASE_ERROR_KINDS:
             self._database_errors.labels(kind)
@@ -75,8 +75,20 @@ class Metrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request; `route` is its template (or "unmatched"), never its path."""
         method = method if method in _METHODS else OTHER_METHOD
-        self._requests.labels(route, method, str(status)).inc()
-        self._latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            # Looked up once per label values (a short fixed set), not on every request.
+            series = self._request_series[key] = (
+                self._requests.labels(route, method, str(status)),
+                self._latency.labels(route, method),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def record(self, scope: Scope, _context: object, route: str, status: int, seconds: float) -> None:
+        """A finished request, as the request context middleware reports it (`request_context.Recorder`)."""
+        self.observe_request(route, scope["method"], status, seconds)
 
     def record_database_error(self, kind: str) -> None:
         """Count one database error of `kind`, one of DATABASE_ERROR_KINDS."""
@@ -109,21 +121,6 @@ def record_rate_limit_refusal(kind: str) -> None:
     default_metrics().record_rate_limit_refusal(kind)
 
 
-class MetricsMiddleware(ObservedMiddleware):
-    """Counts and times every http request by its route template; goes outside Connexion's exception
-    middleware (`MiddlewarePosition.BEFORE_EXCEPTION`), so that errors count with the status they got."""
-
-    def __init__(
-        self, app: ASGIApp, *, route_of: Callable[[Scope], str], metrics: Metrics | None = None
-    ) -> None:
-        super().__init__(app)
-        self.route_of = route_of
-        self.metrics = metrics or default_metrics()
-
-    def observe(self, scope: Scope, status: int, seconds: float) -> None:
-        self.metrics.observe_request(self.route_of(scope), scope["method"], status, seconds)
-
-
 def metrics_app(registry: CollectorRegistry | None = None) -> ASGIApp:
     """An ASGI app answering with the metrics in the Prometheus text format: those of `registry`; else
     those of all worker processes, under `serve`'s multiprocess mode; else those of this process."""
@@ -144,7 +141,7 @@ class MetricsEndpointMiddleware:
     """Answers GET on `path` with `metrics_app()`, and passes every other request on: the way to serve
     /metrics beside a Connexion app, whose routes all come from the spec."""
 
-    def __init__(self, app: ASGIApp, *, path: str = "/metrics", endpoint: ASGIApp | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, path: str = METRICS_PATH, endpoint: ASGIApp | None = None) -> None:
         self.app = app
         self.path = path
         self.endpoint = endpoint or metrics_app()

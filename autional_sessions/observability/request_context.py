@@ -1,23 +1,27 @@
 """Per-request identity (request id, path, and this service's span of the request in W3C Trace Context),
-set by the outermost middleware.
+set by the outermost middleware, which is also the one layer that watches every request.
 
-It lives in a context variable so that the problem factory can stamp every error response with the
-request's id and trace context, whether the error comes from a handler or from Connexion's own middleware.
+The identity lives in a context variable so that the problem factory can stamp every error response with
+the request's id and trace context, whether the error comes from a handler or from Connexion's own
+middleware.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
+import time
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from autional_sessions.observability.request_outcome import UNMATCHED, expose_routing
 from autional_sessions.observability.tracing import (
     IdTracing,
     ServerSpan,
     Tracing,
+    new_uuid4,
     parse_traceparent,
     parse_tracestate,
 )
@@ -52,12 +56,22 @@ def current_request() -> RequestContext:
 
 
 def new_request_id() -> str:
-    return f"req_{uuid.uuid4()}"
+    return f"req_{new_uuid4()}"
+
+
+# What records a request once it is over (the metrics, the access log): called with its scope, its
+# context, its route template, its status and its duration in seconds.
+Recorder = Callable[[Scope, RequestContext, str, int, float], None]
 
 
 class RequestContextMiddleware:
-    """Outermost middleware: names the request, starts its span (continuing the caller's trace), and marks
-    every response with that name, the span's `traceparent`, no-store and nosniff.
+    """Outermost middleware, and the one layer that watches requests: names the request, starts its span
+    (continuing the caller's trace), marks every response with that name, the span's `traceparent`,
+    no-store and nosniff, and once the request is over ends the span and hands its outcome to each of
+    `recorders` (the metrics, the access log). One timer, one pass over the response's headers, one
+    `send` wrapper for all of them; its status is the one the client got, a problem rendered by the
+    exception middleware or the server-error middleware's answer included. Requests to `unrecorded_paths`
+    (a metrics scrape) are named and marked, not recorded.
 
     The span's context leaves the service in a `traceparent` response header. W3C Trace Context Level 2
     defines no response header: `traceresponse` was taken out of it (w3c/trace-context#484) and is a
@@ -65,14 +79,26 @@ class RequestContextMiddleware:
     standard format and names this service's span (its parent is the caller's), which is what a caller
     needs to find the server side of its request in a trace."""
 
-    def __init__(self, app: ASGIApp, *, tracing: Tracing | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tracing: Tracing | None = None,
+        route_of: Callable[[Scope], str] = lambda _scope: UNMATCHED,
+        recorders: Sequence[Recorder] = (),
+        unrecorded_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.tracing = tracing or IdTracing()
+        self.route_of = route_of
+        self.recorders = tuple(recorders)
+        self.unrecorded_paths = unrecorded_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         supplied_id = traceparent = None
         tracestate: list[str] = []
         for name, value in scope["headers"]:
@@ -87,11 +113,14 @@ class RequestContextMiddleware:
             supplied_id if supplied_id and _SANE_REQUEST_ID.fullmatch(supplied_id) else new_request_id()
         )
         parent = parse_traceparent(traceparent) if traceparent else None
+        # The route is read from this very scope when the request is over.
+        expose_routing(scope)
         # tracestate is read only along a valid traceparent (Level 1 §3.3.1.1).
         span = self.tracing.start(
             scope, parent, parse_tracestate(tracestate) if parent and tracestate else ()
         )
-        token = _current.set(RequestContext(request_id=request_id, path=scope["path"], span=span))
+        context = RequestContext(request_id=request_id, path=scope["path"], span=span)
+        token = _current.set(context)
 
         stamps = [
             (b"x-request-id", request_id.encode("latin-1")),
@@ -125,10 +154,17 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_marked)
         except BaseException as exc:
+            # The server turns an exception that escapes the app into a 500 (or a cut response, if one
+            # had started): either way the request failed.
             status, error = 500, exc
             raise
         finally:
             try:
                 self.tracing.end(span, scope, status, error)
+                if self.recorders and scope["path"] not in self.unrecorded_paths:
+                    seconds = time.perf_counter() - started
+                    route = self.route_of(scope)
+                    for record in self.recorders:
+                        record(scope, context, route, status, seconds)
             finally:
                 _current.reset(token)

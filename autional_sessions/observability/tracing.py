@@ -97,6 +97,15 @@ def parse_tracestate(values: Sequence[str]) -> TraceState:
     return tuple(members)
 
 
+def new_uuid4() -> str:
+    """A random UUID (version 4) from the same generator: a request id needs to be unique, not secret, and
+    `uuid.uuid4()` (os.urandom and the UUID class) cost four times as much."""
+    value = _ids.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)  # version 4
+    value = value & ~(0xC000 << 48) | (0x8000 << 48)  # the RFC 4122 variant
+    hex_ = f"{value:032x}"
+    return f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
+
+
 def new_trace_id() -> str:
     while True:
         value = _ids.getrandbits(128)

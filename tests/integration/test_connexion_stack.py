@@ -9,14 +9,28 @@ import pytest
 from connexion.lifecycle import ConnexionResponse
 from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.context import ContextMiddleware
+from connexion.middleware.exceptions import ExceptionMiddleware
+from connexion.middleware.lifespan import LifespanMiddleware
 from connexion.middleware.request_validation import RequestValidationMiddleware
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.routing import RoutingMiddleware
+from connexion.middleware.security import SecurityMiddleware
+from connexion.middleware.server_error import ServerErrorMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+from prometheus_client import CollectorRegistry
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from autional_sessions.http.app import middleware_stack
 from autional_sessions.http.dispatch import OperationDispatcher
 from autional_sessions.http.parameter_validation import ParameterValidationMiddleware
+from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
+from autional_sessions.http.service_routes import ServiceRoutesMiddleware
+from autional_sessions.observability.metrics import MetricsEndpointMiddleware, metrics_app
 from autional_sessions.observability.request_context import RequestContextMiddleware
 from autional_sessions.problems.factory import ProblemError
+from autional_sessions.security.rate_limiter import RateLimits
 
 HERE = __name__
 
@@ -91,6 +105,42 @@ def test_the_stack_is_connexions_default_with_two_documented_swaps():
     assert stack[0] is RequestContextMiddleware
     assert [getattr(m, "func", m) for m in stack[1:]] == expected
     assert stack[1].keywords == {"handler": last_resort}
+
+
+def test_every_layer_is_in_one_list_outermost_first():
+    # The whole stack, every optional layer on: its order is set here and nowhere else (no insertion by
+    # position), and one layer observes requests (ids, trace context, stamps, metrics, access log).
+    async def last_resort(_request, _exc):
+        raise AssertionError
+
+    stack = middleware_stack(
+        validate_responses=True,
+        last_resort=last_resort,
+        route_of=lambda _scope: "unmatched",
+        recorders=[lambda *_outcome: None],
+        metrics_endpoint=metrics_app(CollectorRegistry()),
+        cors={"allow_origins": ["https://app.example.com"]},
+        service_routes=[Route("/openapi.yaml", lambda _request: None)],
+        rate_limits=RateLimits("1/minute"),
+    )
+
+    assert [getattr(m, "func", m) for m in stack] == [
+        RequestContextMiddleware,
+        ServerErrorMiddleware,
+        MetricsEndpointMiddleware,
+        CORSMiddleware,
+        ExceptionMiddleware,
+        ServiceRoutesMiddleware,
+        SwaggerUIMiddleware,
+        ClientRateLimitMiddleware,
+        RoutingMiddleware,
+        SecurityMiddleware,
+        SubjectRateLimitMiddleware,
+        ParameterValidationMiddleware,
+        ResponseValidationMiddleware,
+        LifespanMiddleware,
+    ]
+    assert stack[0].keywords["unrecorded_paths"] == {"/metrics"}
 
 
 def test_header_query_path_and_cookie_parameters_reach_the_handler_typed():

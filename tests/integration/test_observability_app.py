@@ -53,3 +53,25 @@ def test_requests_to_the_real_app_are_counted_and_logged_by_template(app, store,
     assert [line["status"] for line in api_lines] == statuses
     assert all(line["request_id"].startswith("req_") for line in lines)
     assert SECRET_USER not in access_log.getvalue()
+
+
+def test_with_metrics_off_there_is_no_metrics_endpoint_and_requests_are_still_logged(
+    settings, store, auth_headers, access_log
+):
+    import dataclasses
+
+    from autional_sessions.http.app import create_app
+
+    add_user("usr_metrics_off")
+    app = create_app(dataclasses.replace(settings, metrics=False), store=store)
+
+    async def requests() -> tuple[int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            ok = await client.get(
+                "/sessions/user/usr_metrics_off/sessions", headers=auth_headers("usr_metrics_off")
+            )
+            return ok.status_code, (await client.get("/metrics")).status_code
+
+    assert asyncio.run(requests()) == (200, 404)
+    assert [json.loads(line)["status"] for line in access_log.getvalue().splitlines()] == [200, 404]

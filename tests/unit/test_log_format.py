@@ -15,7 +15,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from autional_sessions.http.client_address import ClientAddress
-from autional_sessions.observability.access_log import AccessLogMiddleware
+from autional_sessions.observability.access_log import AccessLog
 from autional_sessions.observability.log_format import (
     ACCESS_LOGGER,
     JWT_REDACTED,
@@ -161,7 +161,7 @@ def test_text_that_only_resembles_a_jwt_in_part_is_kept(output):
 
 def access_app() -> Callable:
     return observed_app(
-        (AccessLogMiddleware, {"route_of": RouteTemplates(SPEC).of, "client_of": ClientAddress().of})
+        route_of=RouteTemplates(SPEC).of, recorders=[AccessLog(client_of=ClientAddress().of).record]
     )
 
 

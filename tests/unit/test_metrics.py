@@ -18,14 +18,13 @@ from starlette.types import Receive, Scope, Send
 from autional_sessions.observability.metrics import (
     LATENCY_BUCKETS,
     Metrics,
-    MetricsEndpointMiddleware,
-    MetricsMiddleware,
     metrics_app,
     observe_pool_wait,
     record_database_error,
     record_rate_limit_refusal,
 )
 from autional_sessions.observability.metrics_dir import ENV_VAR, prepare_multiprocess_dir
+from autional_sessions.observability.request_context import RequestContextMiddleware
 from autional_sessions.observability.request_outcome import UNMATCHED, RouteTemplates
 from tests.observed_app import SECRET_USER, SESSIONS_TEMPLATE, SPEC, call, observed_app
 
@@ -51,7 +50,7 @@ def single_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def app_with_metrics(metrics: Metrics):
-    return observed_app((MetricsMiddleware, {"route_of": RouteTemplates(SPEC).of, "metrics": metrics}))
+    return observed_app(route_of=RouteTemplates(SPEC).of, recorders=[metrics.record])
 
 
 def requests(registry: CollectorRegistry, route: str, method: str, status: int) -> float | None:
@@ -100,7 +99,7 @@ def test_an_exception_that_escapes_the_app_counts_as_500(metrics, registry):
     async def broken(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("no response at all")
 
-    app = MetricsMiddleware(broken, route_of=lambda scope: "/broken", metrics=metrics)
+    app = RequestContextMiddleware(broken, route_of=lambda scope: "/broken", recorders=[metrics.record])
 
     assert call(app, "GET", "/broken").status_code == 500
     assert requests(registry, "/broken", "GET", 500) == 1
@@ -112,7 +111,8 @@ def test_the_latency_is_the_time_until_the_response_is_over(metrics, registry):
         await asyncio.sleep(0.05)
         await send({"type": "http.response.body", "body": b""})
 
-    call(MetricsMiddleware(slow, route_of=lambda scope: "/slow", metrics=metrics), "GET", "/slow")
+    app = RequestContextMiddleware(slow, route_of=lambda scope: "/slow", recorders=[metrics.record])
+    call(app, "GET", "/slow")
 
     labels = {"route": "/slow", "method": "GET"}
     assert registry.get_sample_value(f"{LATENCY}_sum", labels) >= 0.05
@@ -170,7 +170,7 @@ def test_the_module_functions_record_in_the_process_metrics_that_metrics_app_ser
 
 def test_the_endpoint_middleware_serves_get_metrics_and_passes_everything_else_on(metrics, registry):
     metrics.record_database_error("error")
-    app = observed_app((MetricsEndpointMiddleware, {"endpoint": metrics_app(registry)}))
+    app = observed_app(metrics_endpoint=metrics_app(registry))
 
     served = call(app, "GET", "/metrics")
     assert served.status_code == 200
