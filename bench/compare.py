@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -84,7 +85,7 @@ class Config:
         return self.log_level in ("info", "debug")
 
     def env(self, redis_url: str) -> dict[str, str]:
-        env = {}
+        env = {"AUTIONAL_METRICS": "true" if self.metrics else "false"}
         if self.rate_limits:
             env["AUTIONAL_RATE_LIMIT"] = RATE_LIMIT
         if self.rate_limits == "redis":
@@ -99,6 +100,7 @@ CONFIGS = {
         Config("light", "access log off, no rate limits (the former `make bench`)", "warning", None),
         Config("no-access-log", "production without the access log", "warning"),
         Config("no-rate-limits", "production without rate limits", rate_limits=None),
+        Config("no-metrics", "production without metrics", metrics=False),
         Config("redis", "production with the rate limits in Redis", rate_limits="redis"),
     )
 }
@@ -107,6 +109,7 @@ FEATURES = (
     ("access log", "production", "no-access-log"),
     ("rate limits in memory", "production", "no-rate-limits"),
     ("rate limits in Redis", "redis", "no-rate-limits"),
+    ("metrics", "production", "no-metrics"),
 )
 
 
@@ -135,6 +138,11 @@ class Case:
 
 def project_side(config: str) -> str:
     return f"project:{config}"
+
+
+def revision_side(revision: str) -> str:
+    """The production configuration of the project's code at a git revision (`--revisions`)."""
+    return f"project@{revision}"
 
 
 CASES = {
@@ -187,6 +195,7 @@ class Bench:
     pg_databases: list[str] = field(default_factory=list)
     databases: dict[str, tuple[str, str]] = field(default_factory=dict)  # engine -> (project URL, ref)
     servers: dict[tuple[str, str, int], Server] = field(default_factory=dict)  # (side, engine, workers)
+    worktrees: list[Path] = field(default_factory=list)
 
     def database(self, engine: str) -> tuple[str, str]:
         if engine not in self.databases:
@@ -219,7 +228,7 @@ class Bench:
         return urlsplit(self.admin_url)._replace(path=f"/{name}").geturl()
 
     def server(self, side: str, case: Case) -> Server:
-        workers = case.workers if side.startswith("project:") else 1
+        workers = case.workers if side.startswith("project") else 1
         key = (side, case.engine, workers)
         if key not in self.servers:
             port = free_port()
@@ -240,20 +249,25 @@ class Bench:
                 argv += ["--db", self.ref(case.engine), "--port", str(port)]
                 self.servers[key] = self.start(name, argv, port, dict(os.environ))
             else:
-                config = CONFIGS[side.partition(":")[2]]
-                argv = [
-                    str(BIN / "autional-sessions"),
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                ]
-                argv += ["--log-level", config.log_level]
+                revision = side.partition("@")[2]
+                config = CONFIGS["production" if revision else side.partition(":")[2]]
+                argv = [str(BIN / "autional-sessions"), "serve", "--port", str(port)]
+                argv += ["--workers", str(workers), "--log-level", config.log_level]
                 env = {**project_env(self.database(case.engine)[0]), **config.env(self.redis_url)}
+                if revision:  # that revision's code, from a worktree of its own, with this venv
+                    argv[:1] = [str(BIN / "python"), "-m", "autional_sessions"]
+                    env["PYTHONPATH"] = str(self.worktree(revision))
                 self.servers[key] = self.start(name, argv, port, env)
                 self.servers[key].config = config
         return self.servers[key]
+
+    def worktree(self, revision: str) -> Path:
+        path = self.tmp / f"rev-{revision}"
+        if not path.exists():
+            git = ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), revision]
+            subprocess.run(git, check=True, stdout=sys.stderr, stderr=sys.stderr)
+            self.worktrees.append(path)
+        return path
 
     def ref(self, engine: str) -> str:
         return self.database(engine)[1]
@@ -289,6 +303,8 @@ class Bench:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        for path in self.worktrees:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
         if not self.pg_databases:
             return
         try:
@@ -364,8 +380,11 @@ def load(url: str, case: Case, seconds: int) -> Round:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_case(bench: Bench, case: Case, rounds: int, seconds: int) -> dict[str, list[Round]]:
-    servers = {side: bench.server(side, case) for side in case.sides}
+def run_case(
+    bench: Bench, case: Case, rounds: int, seconds: int, revisions: list[str]
+) -> dict[str, list[Round]]:
+    sides = case.sides[:-2] + [revision_side(r) for r in revisions] + case.sides[-2:]
+    servers = {side: bench.server(side, case) for side in sides}
     honesty_check(case, servers)
     for server in servers.values():  # warm-up, not recorded: pools, caches, lazy imports, every worker forked
         load(server.url, case, 1)
@@ -373,7 +392,7 @@ def run_case(bench: Bench, case: Case, rounds: int, seconds: int) -> dict[str, l
     for i in range(rounds):
         # Every server in every round, in an order reversed each round, so that a drift in the machine's
         # load favours none of them.
-        for side in case.sides if i % 2 == 0 else case.sides[::-1]:
+        for side in sides if i % 2 == 0 else sides[::-1]:
             result = load(servers[side].url, case, seconds)
             runs[side].append(result)
             log(
@@ -412,14 +431,14 @@ def report(results: dict[str, dict[str, list[Round]]]) -> tuple[str, bool]:
         ref_rps, floor_rps = median(ref, "rps"), median(floor, "rps")
         ref_p99, floor_p99 = median(ref, "p99_ms"), median(floor, "p99_ms")
         for side, project in runs.items():
-            if not side.startswith("project:"):
+            if not side.startswith("project"):
                 continue
             count = errors(*project)
             bad = CASES[name].strict and count > 0
             failed |= bad
             rps, p99 = median(project, "rps"), median(project, "p99_ms")
             lines.append(
-                f"| {name} | {side.partition(':')[2]} | {rps:.0f} | {ref_rps:.0f} | {floor_rps:.0f} "
+                f"| {name} | {side.partition(':')[2] or 'production at ' + side.partition('@')[2]} | {rps:.0f} | {ref_rps:.0f} | {floor_rps:.0f} "
                 f"| {rps / ref_rps:.2f} | {rps / floor_rps:.2f} | {median(project, 'p50_ms'):.2f} | {p99:.2f} "
                 f"| {ref_p99:.2f} | {floor_p99:.2f} | {p99 / ref_p99:.2f} "
                 f"| {count} / {errors(*ref)} / {errors(*floor)}{' FAIL' if bad else ''} |"
@@ -447,6 +466,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per case and server")
     parser.add_argument("--seconds", type=int, default=6, help="length of one round")
     parser.add_argument("--json", metavar="PATH", help="also write every round's raw result there")
+    parser.add_argument(
+        "--configs",
+        help=f"comma-separated configurations of the project for every case, from {', '.join(CONFIGS)}",
+    )
+    parser.add_argument(
+        "--revisions",
+        default="",
+        help="comma-separated git revisions whose code also runs, in the production configuration, beside "
+        "the working tree's (before and after a change, in one interleaved run)",
+    )
     args = parser.parse_args()
     unknown = [name for name in args.cases.split(",") if name not in CASES]
     if unknown:
@@ -454,6 +483,11 @@ def main() -> int:
     if args.rounds < 1 or args.seconds < 1:
         parser.error("--rounds and --seconds must be at least 1")
     cases = [CASES[name] for name in args.cases.split(",")]
+    if args.configs:
+        configs = tuple(args.configs.split(","))
+        if not set(configs) <= set(CONFIGS):
+            parser.error(f"unknown configuration(s) in {args.configs}; choose from {', '.join(CONFIGS)}")
+        cases = [dataclasses.replace(case, configs=configs) for case in cases]
     # SIGTERM as an exit, so that the `finally` below still stops the servers and drops the databases.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -466,7 +500,8 @@ def main() -> int:
         )
         try:
             for case in cases:
-                results[case.name] = run_case(bench, case, args.rounds, args.seconds)
+                revisions = [r for r in args.revisions.split(",") if r]
+                results[case.name] = run_case(bench, case, args.rounds, args.seconds, revisions)
         except (BenchError, subprocess.CalledProcessError) as exc:
             log(f"compare: {exc}")
             return 1

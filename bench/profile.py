@@ -4,7 +4,7 @@ Starts the project as `make bench` does (SQLite, one worker, the same data), dri
 generator, and samples it with py-spy (the `bench` extra) for the length of the load. Writes py-spy's
 collapsed stacks (one line per distinct stack, its sample count at the end; for flame-graph tools) and
 prints the share of the event loop thread's samples each frame is in (inclusive) and on top of (self), most
-first (other threads, such as an idle thread pool's, are left out).
+first. Other threads (the log writer's, an idle pool's) are counted apart: `--threads` lists theirs.
 
     .venv/bin/python bench/profile.py                        # production configuration
     .venv/bin/python bench/profile.py --config light --seconds 20 --out light.txt
@@ -31,11 +31,14 @@ def summarize(collapsed: str, top: int) -> str:
     stacks: `frame;frame;...;frame COUNT` per line, outermost first."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = threads = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit() or stack.startswith("_bootstrap "):
-            continue  # not a stack, or one of a thread other than the event loop's
+        if not stack or not count.isdigit():
+            continue
+        if stack.startswith(("_bootstrap ", "Thread._bootstrap ")):
+            threads += int(count)
+            continue  # a thread other than the event loop's (the log writer's, a pool's)
         samples = int(count)
         total += samples
         frames = [_frame(f) for f in stack.split(";")]
@@ -44,7 +47,8 @@ def summarize(collapsed: str, top: int) -> str:
         own[frames[-1]] += samples
     if not total:
         return "no samples"
-    lines = [f"{total} samples", "", "inclusive:"]
+    lines = [f"{total} samples of the event loop's thread ({threads} of other threads, idle ones included)"]
+    lines += ["", "inclusive:"]
     lines += [f"{100 * n / total:5.1f} %  {frame}" for frame, n in inclusive.most_common(top)]
     lines += ["", "self:"]
     lines += [f"{100 * n / total:5.1f} %  {frame}" for frame, n in own.most_common(top)]

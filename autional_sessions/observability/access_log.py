@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from starlette.types import Scope
 
-from autional_sessions.observability.log_format import ACCESS_LOGGER
+from autional_sessions.observability.log_format import ACCESS_LOGGER, json_line
 from autional_sessions.observability.request_context import RequestContext
 
 
@@ -31,20 +31,24 @@ class AccessLog:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         method, span = scope["method"], context.span
-        # The record made directly, its fields set at once: no `extra` mapping checked and copied key by
-        # key. Formatting (orjson) and writing happen off the event loop (log_format.QueuedStreamHandler).
+        # The record made directly, its fields set at once and its JSON line made by one call to orjson: no
+        # `extra` mapping checked and copied key by key, no formatter looking through the record's
+        # attributes. Writing happens off the event loop (log_format.QueuedStreamHandler).
         record = self.logger.makeRecord(
             ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None
         )
-        record.__dict__.update(
-            request_id=context.request_id,
-            route=route,
-            method=method,
-            status=status,
-            duration_ms=round(seconds * 1000, 3),
-            # The same trace context as the response's traceparent and its problem body.
-            trace_id=span.traceparent if span else None,
-            span_id=span.span_id if span else None,
-            client_ip=self.client_of(scope),
+        json_line(
+            record,
+            {
+                "request_id": context.request_id,
+                "route": route,
+                "method": method,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                # The same trace context as the response's traceparent and its problem body.
+                "trace_id": span.traceparent if span else None,
+                "span_id": span.span_id if span else None,
+                "client_ip": self.client_of(scope),
+            },
         )
         self.logger.handle(record)

@@ -299,3 +299,14 @@ def test_a_queued_handler_writes_every_record_by_the_time_it_is_closed_and_after
 
     assert [line["message"] for line in written] == [f"line {n} with {JWT_REDACTED}" for n in range(2000)]
     assert lines(stream)[-1]["message"] == "after the close"
+
+
+def test_an_access_line_with_a_jwt_shaped_request_id_is_redacted_like_any_other(output):
+    short_jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+
+    call(access_app(), "GET", f"/sessions/user/{SECRET_USER}/sessions", headers={"X-Request-ID": short_jwt})
+
+    (line,) = access_lines(output)
+    assert line["request_id"] == JWT_REDACTED
+    assert line["route"] == SESSIONS_TEMPLATE
+    assert short_jwt not in output.getvalue()
