@@ -102,7 +102,7 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "token.unknown-kid",
         "RFC 7515 section 4.1.4; RFC 8725 section 3.10 (kid injection)",
-        "a token naming an unknown kid (or a path or SQL as kid), signed with a key of the caller's, is refused",
+        "a token naming an unknown kid (or a path or SQL as kid), signed with a key of the suite's own, is refused",
     ),
     # Ownership: OWASP API Security Top 10 (2023).
     Check(
@@ -209,7 +209,7 @@ CHECKS: tuple[Check, ...] = (
         "revocation.foreign",
         "OWASP API1:2023; openapi.yaml revokeSession: 404 for another user's session",
         "another user's session id through the caller's path is a 404 and the session survives",
-        "a second user and the signing key (or --other-token)",
+        "a second user (--other-user-id, with --other-token or the signing key)",
     ),
     # The schema: every Schemathesis check on every operation.
     Check(
