@@ -10,6 +10,7 @@ client, whatever the headers say.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -38,7 +39,7 @@ class ClientAddress:
         if peer is None:
             return str(client[0])
         if not self._trusts(peer):
-            return str(peer)
+            return _text(peer)
         hop = peer
         for entry in reversed(_forwarded_for(scope)):
             address = _parse(entry)
@@ -70,6 +71,13 @@ def _forwarded_for(scope: Scope) -> list[str]:
     return entries
 
 
+@functools.lru_cache(maxsize=4096)
+def _text(address: IPAddress) -> str:
+    return str(address)
+
+
+# Cached: a request's address is asked for by the rate limits and the access log, and clients come back.
+@functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> IPAddress | None:
     """An address from a socket peer or a forwarded entry, or None for anything else.
 
