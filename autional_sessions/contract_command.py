@@ -160,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
         "ignore:jsonschema.RefResolver is deprecated:DeprecationWarning",
         "-W",
         "ignore:jsonschema.exceptions.RefResolutionError is deprecated:DeprecationWarning",
+        # Starlette's notice about its test client's transport, which the in-process run drives the app with.
+        "-W",
+        "ignore:Using `httpx` with `starlette.testclient`",
     ]
     for name in [name for name, _, _ in _OPTIONS] + ["report-json", "junit-xml"]:
         if value := getattr(args, name.replace("-", "_")):

@@ -66,6 +66,8 @@ def probes(deployment: Deployment) -> list[Exchange]:
     list_call(user_id=d.other_user)
     list_call(user_id="usr'contract\"test")
     list_call(user_id="u" * 65)
+    list_call(user_id="usr_\u00e9")
+    list_call(params={"page": "-1", "page_size": "1.5"})
     sent.append(d.call("revokeSession", token=d.token, user_id=a, session_id="sess_contract_test_nobody"))
     sent.append(d.call("revokeSession", token=d.token, user_id=a, session_id="sess'contract;test"))
     method, path = d.url("listUserSessions", user_id=a)
@@ -87,6 +89,7 @@ def probes(deployment: Deployment) -> list[Exchange]:
         list_call(token=None, headers=[("X-Request-ID", request_id)])
     for origin in ARBITRARY_ORIGINS:
         list_call(headers=[("Origin", origin)])
+        list_call(token=None, headers=[("Origin", origin)])
         sent.append(
             d.send(
                 "OPTIONS",

@@ -129,6 +129,12 @@ def test_revoking_a_session_again_is_not_found(deployment: Deployment) -> None:
 def test_a_revoked_sessions_token_is_refused(deployment: Deployment) -> None:
     candidates = _require(deployment)
     findings = Findings()
+    # A sid that names no session of the user's is no session of theirs that is active either.
+    made_up = deployment.token_for(deployment.user, sid=NOBODYS_SESSION)
+    exchange = deployment.call("listUserSessions", token=made_up, user_id=deployment.user)
+    findings.extend(
+        refused_token(exchange, f"a token with the sid {NOBODYS_SESSION}, which names no session"), exchange
+    )
     revoked = _already_revoked(deployment, findings, candidates)
     if revoked is not None:
         for operation_id, path in (

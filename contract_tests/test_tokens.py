@@ -74,14 +74,14 @@ def minted(deployment: Deployment) -> Any:
 
 def expect_refused(
     deployment: Deployment,
-    variants: Iterable[tuple[str, str]],
+    variants: Iterable[tuple[str, str | None]],
     *,
     error: str | None = "invalid_token",
     raw: bool = False,
     user: str | None = None,
 ) -> None:
     """Send each (label, token) variant; each must be refused. `raw`: the value is the whole
-    Authorization header, not a bearer token."""
+    Authorization header (None: none at all), not a bearer token."""
     findings = Findings()
     for n, (label, value) in enumerate(variants):
         auth = {"authorization": value} if raw else {"token": value}
@@ -213,6 +213,8 @@ def test_token_under_another_scheme_is_refused(deployment: Deployment, genuine) 
         ("the token under Token", f"Token {token}"),
         ("the token under JWT", f"JWT {token}"),
         ("the token with no scheme", token),
+        ("no Authorization header", None),
+        ("Bearer with no token", "Bearer"),
     ]
     # RFC 6750 section 3.1: a request without a bearer token gets a challenge with no error code, or any.
     expect_refused(deployment, variants, raw=True, error=None)
@@ -314,6 +316,11 @@ def test_token_signed_with_a_foreign_key_is_refused(deployment: Deployment, genu
             )
             for alg in ("HS256", "HS512")
         ]
+    # A server whose secret is missing or a default one: HMAC with an empty or a well-known secret.
+    variants += [
+        (f"HS256 with the {label} secret", sign({"alg": "HS256", "typ": "JWT"}, claims, secret))
+        for label, secret in (("empty", b""), ("well-known 'secret'", b"secret"))
+    ]
     # The key in the token itself (CVE-2018-0114): a server that trusts an embedded jwk trusts anyone.
     attacker = new_private_key("RS256")
     import jwt
