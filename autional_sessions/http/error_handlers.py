@@ -26,7 +26,7 @@ from autional_sessions.observability.metrics import record_database_error
 from autional_sessions.observability.request_context import current_request
 from autional_sessions.problems.factory import ProblemCatalogue, ProblemError
 from autional_sessions.problems.languages import N_
-from autional_sessions.security.bearer_auth import NO_TOKEN
+from autional_sessions.security.bearer_auth import MISSING_CHALLENGE
 from autional_sessions.spec import HTTP_METHODS
 
 logger = logging.getLogger("autional_sessions")
@@ -109,11 +109,10 @@ def add_error_handlers(
         message, args = _BAD_REQUEST, {}
         headers = dict(exc.headers or {})
         if status == 401:
-            if "No authorization token" in (getattr(exc, "detail", None) or ""):
-                type_name, message, args = "missing-credentials", NO_TOKEN, {}
-            else:
-                message, args = _BAD_TOKEN, {}
-            headers.setdefault("WWW-Authenticate", 'Bearer realm="autional-sessions"')
+            # A request without a token never gets here: the security handler refuses it as
+            # missing-credentials itself (`security.bearer_auth`).
+            message, args = _BAD_TOKEN, {}
+            headers.setdefault("WWW-Authenticate", MISSING_CHALLENGE)
         elif status == 404:
             message, args = _NO_ROUTE, {"path": request.url.path}
         elif status == 405:

@@ -117,6 +117,10 @@ def _coercer(schema: dict) -> Callable[[Any], Any]:
     return lambda raw: raw
 
 
+# The one style of each location that `validate` parses: OpenAPI 3's default there.
+_DEFAULT_STYLES = {"query": "form", "cookie": "form", "path": "simple", "header": "simple"}
+
+
 @dataclass(frozen=True)
 class _Parameter:
     name: str
@@ -130,9 +134,22 @@ class _Parameter:
 
     @classmethod
     def compile(cls, spec: dict) -> _Parameter:
-        schema = spec.get("schema", {})
-        array = schema.get("type") == "array"
         location = spec["in"]
+        # Refused at start-up rather than let through unchecked: a parameter described by `content` (a
+        # media type, no schema) and the styles this step does not parse (matrix, label, spaceDelimited,
+        # pipeDelimited, deepObject).
+        if "schema" not in spec:
+            raise ValueError(
+                f"parameter {spec['name']!r} has no schema (`content` parameters are not validated here)"
+            )
+        style = spec.get("style", _DEFAULT_STYLES[location])
+        if style != _DEFAULT_STYLES[location]:
+            raise ValueError(
+                f"parameter {spec['name']!r} has style {style!r}; in {location} only "
+                f"{_DEFAULT_STYLES[location]!r} is validated here"
+            )
+        schema = spec["schema"]
+        array = schema.get("type") == "array"
         return cls(
             name=spec["name"],
             location=location,
@@ -142,9 +159,7 @@ class _Parameter:
             coerce=_coercer(schema.get("items", {}) if array else schema),
             array=array,
             # OpenAPI 3: form style (the query and cookie default) explodes by default; simple does not.
-            explode=spec.get(
-                "explode", spec.get("style", "form") == "form" and location in ("query", "cookie")
-            ),
+            explode=spec.get("explode", style == "form"),
         )
 
     def check(self, value: Any) -> list[FieldViolation]:
@@ -252,9 +267,12 @@ class _ValidationOperation:
             for name in requirement
             if (scheme := operation.security_schemes[name])["type"] == "apiKey" and scheme["in"] == "query"
         ]
-        self._parameters = OperationParameters(
-            operation.parameters, strict=strict, security_query_params=security_query
-        )
+        try:
+            self._parameters = OperationParameters(
+                operation.parameters, strict=strict, security_query_params=security_query
+            )
+        except ValueError as exc:
+            raise ValueError(f"{operation.operation_id}: {exc}") from None
         self._next_app = next_app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -50,5 +50,7 @@ class RouteTemplates:
 
 
 def expose_routing(scope: Scope) -> None:
-    """Make Connexion's routing result land in this very scope (see the module docstring)."""
+    """Make Connexion's routing result land in this very scope (see the module docstring). It relies on
+    how Connexion's routing copies the scope: tests/integration/test_connexion_stack.py fails if that
+    changes."""
     scope.setdefault("extensions", {}).setdefault(ROUTING_CONTEXT, {})

@@ -195,10 +195,9 @@ def bearer_security_handler(verifier: TokenVerifier) -> type[BearerSecurityHandl
     """A Connexion security handler class bound to this app's verifier (no module-level state)."""
 
     class _BoundBearerHandler(BearerSecurityHandler):
-        def _resolve_func(self, security_scheme: dict) -> Any:
-            return verifier.verify
-
-        def _get_verify_func(self, token_info_func: Any) -> Any:
+        # `get_fn` is what Connexion's security handler factory calls for each scheme: the function that
+        # takes the request and answers its token's claims, or raises.
+        def get_fn(self, security_scheme: dict, required_scopes: Any) -> Any:
             def verify(request: Any) -> Any:
                 authorization = request.headers.get("Authorization")
                 if not authorization:
@@ -212,7 +211,7 @@ def bearer_security_handler(verifier: TokenVerifier) -> type[BearerSecurityHandl
                 if not token:
                     raise invalid_token("invalid-token", N_("invalid-token", "The bearer token is empty"))
                 # A coroutine: Connexion's security middleware awaits it.
-                return token_info_func(token)
+                return verifier.verify(token)
 
             return verify
 

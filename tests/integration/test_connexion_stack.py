@@ -7,7 +7,8 @@ import json
 
 import pytest
 from connexion.lifecycle import ConnexionResponse
-from connexion.middleware import ConnexionMiddleware
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.abstract import ROUTING_CONTEXT
 from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.exceptions import ExceptionMiddleware
 from connexion.middleware.lifespan import LifespanMiddleware
@@ -29,8 +30,10 @@ from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, Subjec
 from autional_sessions.http.service_routes import ServiceRoutesMiddleware
 from autional_sessions.observability.metrics import MetricsEndpointMiddleware, metrics_app
 from autional_sessions.observability.request_context import RequestContextMiddleware
+from autional_sessions.observability.request_outcome import expose_routing
 from autional_sessions.problems.factory import ProblemError
 from autional_sessions.security.rate_limiter import RateLimits
+from tests.observed_app import call
 
 HERE = __name__
 
@@ -183,3 +186,32 @@ def test_a_handler_asking_for_an_argument_nothing_gives_is_refused_at_start_up(h
         TestClient(app_for(f"{HERE}.{handler}", [])),
     ):
         pass
+
+
+@pytest.mark.parametrize("exposed", [True, False])
+def test_connexions_routing_reaches_a_middleware_outside_it_only_through_expose_routing(exposed):
+    # The metrics, the access log and the spans name a request by the operation Connexion routed it to,
+    # read by a middleware outside Connexion's routing. Connexion's routing middleware writes the result on
+    # a shallow copy of the scope; `expose_routing` puts the dict it writes into in place beforehand. If a
+    # Connexion release changes either (a deep copy, or no copy), this fails: every metric, log line and
+    # span would silently say "unmatched", or `expose_routing` is no longer needed.
+    seen: list[object] = []
+
+    class Outside:
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http" and exposed:
+                expose_routing(scope)
+            await self.app(scope, receive, send)
+            if scope["type"] == "http":
+                seen.append((scope.get("extensions") or {}).get(ROUTING_CONTEXT, {}).get("operation_id"))
+
+    app = app_for(f"{HERE}.echo", [])
+    app.add_middleware(Outside, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    # Through httpx, whose scopes carry no `extensions`, like uvicorn's (Starlette's TestClient's do).
+    response = call(app, "GET", "/items/7", headers={"X-Tenant": "t_1"})
+
+    assert response.status_code == 200, response.text
+    assert seen == ([f"{HERE}.echo"] if exposed else [None])

@@ -77,3 +77,42 @@ def test_integers_are_plain_decimal_digits(raw):
 
 def test_a_repeated_single_valued_parameter_is_refused():
     assert violations(query="page=1&page=2") == [("page", "duplicate")]
+
+
+@pytest.mark.parametrize(
+    ("parameter", "refusal"),
+    [
+        (
+            {
+                "name": "filter",
+                "in": "query",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "no schema",
+        ),
+        (
+            {"name": "f", "in": "query", "style": "deepObject", "schema": {"type": "object"}},
+            "style 'deepObject'",
+        ),
+        (
+            {"name": "ids", "in": "query", "style": "pipeDelimited", "schema": {"type": "array"}},
+            "pipeDelimited",
+        ),
+        (
+            {"name": "ids", "in": "query", "style": "spaceDelimited", "schema": {"type": "array"}},
+            "spaceDelimited",
+        ),
+        (
+            {"name": "id", "in": "path", "required": True, "style": "matrix", "schema": {"type": "string"}},
+            "matrix",
+        ),
+        (
+            {"name": "id", "in": "path", "required": True, "style": "label", "schema": {"type": "string"}},
+            "label",
+        ),
+    ],
+)
+def test_what_validation_cannot_check_is_refused_when_the_app_is_built(parameter, refusal):
+    # Not let through unchecked on every request: the app does not start.
+    with pytest.raises(ValueError, match=refusal):
+        OperationParameters([parameter], strict=True, security_query_params=[])
