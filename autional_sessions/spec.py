@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,18 @@ from autional_sessions import CHECKOUT
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # The keys of an OpenAPI path item that are operations (the others are parameters, summary, ...).
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+# Where the spec keeps its catalogue of problem types: their names, statuses, codes and titles.
+PROBLEM_TYPES_PATH = ("components", "schemas", "dto.Problem", "x-problem-types")
+
+
+def problem_types(spec: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    """The spec's problem types by name (`x-problem-types`)."""
+    node: Any = spec
+    for key in PROBLEM_TYPES_PATH:
+        node = node[key]
+    return node
 
 
 def project_file(name: str) -> Path:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import random
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autional_sessions.config import Settings  # noqa: E402
+from autional_sessions.db.clock import utc_now  # noqa: E402
 from autional_sessions.db.maintenance import open_database  # noqa: E402
 from autional_sessions.db.migrations import migrate  # noqa: E402
 from autional_sessions.db.queries import SessionQueries  # noqa: E402
@@ -205,8 +205,7 @@ def measure(fetch: Fetch, ordinary, heavy: str, deep_pages: list[int], rounds: i
 
 def query_fetcher(loop: asyncio.AbstractEventLoop, queries: dict[str, SessionQueries]) -> Fetch:
     def fetch(side: str, user: str, page: int) -> None:
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-        found = loop.run_until_complete(queries[side].find_active_sessions(user, now, page, PAGE_SIZE))
+        found = loop.run_until_complete(queries[side].find_active_sessions(user, utc_now(), page, PAGE_SIZE))
         assert found is not None and found.rows, (side, user, page)
 
     return fetch

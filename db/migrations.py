@@ -8,11 +8,12 @@ others wait and then find nothing left to do.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import peewee
+
+from autional_sessions.db.clock import utc_now
 
 # Any fixed number: the key of the PostgreSQL advisory lock that serialises concurrent migrators.
 _PG_MIGRATION_LOCK = 7_301_460_551
@@ -105,7 +106,7 @@ def migrate(database: peewee.Database, target: int | None = None) -> list[Migrat
                 database.execute_sql(
                     f"INSERT INTO schema_migrations (version, name, applied_at) VALUES "
                     f"({database.param}, {database.param}, {database.param})",
-                    (migration.version, migration.name, dt.datetime.now(dt.UTC).replace(tzinfo=None)),
+                    (migration.version, migration.name, utc_now()),
                 )
                 applied.append(migration)
         return applied

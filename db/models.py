@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import peewee
 
-# Bound to the real database once, at start-up, by `db.engine.open_database`.
+# Bound to the real database once, at start-up, by `db.maintenance.open_database`.
 database_proxy = peewee.DatabaseProxy()
 
 

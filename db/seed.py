@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 import peewee
 
+from autional_sessions.db.clock import utc_now
 from autional_sessions.db.models import SESSION_FIELDS, Session, User
 
 DEMO_TENANT = "tnt_demo"
@@ -119,7 +120,7 @@ def seed(
     The users are numbered from `first_user`, so that a benchmark can add a few users with many more
     sessions after the others.
     """
-    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None, microsecond=0)
+    now = now.replace(tzinfo=None, microsecond=0) if now else utc_now()
     # Every column but the id is rewritten on a re-seed; a session revoked since is as seeded again.
     fields = [getattr(Session, "user" if f == "user_id" else f) for f in SESSION_FIELDS] + [
         Session.revoked_at

@@ -29,10 +29,6 @@ class Statement:
     # Per bound parameter, in order: (True, slot name) for a request value, (False, value) for a constant.
     _params: tuple[tuple[bool, Any], ...]
 
-    @property
-    def slots(self) -> tuple[str, ...]:
-        return tuple(value for is_slot, value in self._params if is_slot)
-
     def bind(self, values: Mapping[str, Any]) -> tuple:
         """The statement's parameters, in order, for a request's `values` (one per slot)."""
         return tuple(values[value] if is_slot else value for is_slot, value in self._params)

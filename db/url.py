@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 @dataclass(frozen=True)
 class DatabaseUrl:
     engine: str  # "sqlite" or "postgresql"
-    # The URL as given, credentials and all: never in a repr, a message or a log line (see `redacted`).
+    # The URL as given, credentials and all: never in a repr, a message or a log line (see `redact`).
     raw: str = field(repr=False)
     sqlite_path: str = ""
 
@@ -28,10 +28,6 @@ class DatabaseUrl:
         if scheme in ("postgres", "postgresql"):
             return cls("postgresql", url)
         raise ValueError(f"not a sqlite:// or postgresql:// URL: {redact(url)!r}")
-
-    @property
-    def redacted(self) -> str:
-        return redact(self.raw)
 
     @property
     def options(self) -> dict[str, str]:

@@ -13,6 +13,7 @@ import logging
 import math
 from typing import Any
 
+from autional_sessions.db.clock import utc_now
 from autional_sessions.db.models import SESSION_FIELDS
 from autional_sessions.db.queries import OtherTenant, SessionQueries
 from autional_sessions.db.revocations import SessionRevocations
@@ -24,10 +25,6 @@ audit = logging.getLogger("autional_sessions.audit")
 # The spec's maxItems of dto.RevokeSessionsResponse.revoked_ids: a revocation's answer stays as bounded
 # as a page of the list, however many sessions it revoked.
 LISTED_REVOKED_IDS = 100
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
 def _own_user(user_id: str, user: str) -> None:
@@ -63,7 +60,7 @@ async def list_user_sessions(
 ) -> tuple[dict[str, Any], int]:
     """GET /sessions/user/{user_id}/sessions: the caller's own active sessions, a page at a time."""
     _own_user(user_id, user)
-    now = _now()
+    now = utc_now()
     try:
         found = await sessions.find_active_sessions(
             user_id, now, page, page_size, tenant=token_info.get(tenant_claim)
@@ -108,7 +105,7 @@ async def revoke_session(
     """DELETE /sessions/user/{user_id}/sessions/{session_id}: sign one device out."""
     _own_user(user_id, user)
     tenant = await _checked_tenant(sessions, user_id, token_info.get(tenant_claim))
-    now = _now()
+    now = utc_now()
     if not await revocations.revoke(user_id, session_id, now, tenant):
         # The session id stays out of the problem: it is a credential of the device it names.
         raise ProblemError(
@@ -129,7 +126,7 @@ async def revoke_other_sessions(
     """POST /sessions/user/{user_id}/sessions/revocations: sign every other device out, and say which."""
     _own_user(user_id, user)
     tenant = await _checked_tenant(sessions, user_id, token_info.get(tenant_claim))
-    now = _now()
+    now = utc_now()
     current = token_info.get("sid")
     revoked = await revocations.revoke_others(user_id, current, now, tenant)
     if not revoked and not await sessions.user_exists(user_id):

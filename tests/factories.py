@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from autional_sessions.db.clock import utc_now
 from autional_sessions.db.models import Session, User
 
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+utcnow = utc_now
 
 
 def add_user(user_id: str, tenant_id: str = "tnt_test") -> User:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import datetime as dt
 import functools
 import gc
 import logging
@@ -40,6 +39,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Scope
 
 from autional_sessions.config import Settings
+from autional_sessions.db.clock import utc_now
 from autional_sessions.db.queries import SessionQueries
 from autional_sessions.db.revocations import SessionRevocations
 from autional_sessions.db.store import Store, open_store
@@ -107,8 +107,7 @@ def create_app(
     metrics = default_metrics() if settings.metrics else None
 
     async def session_active(user_id: str, session_id: str) -> bool:
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-        return await sessions.is_session_active(user_id, session_id, now)
+        return await sessions.is_session_active(user_id, session_id, utc_now())
 
     verifier = TokenVerifier(settings, session_active=session_active)
     if rate_limits is None and settings.rate_limit:

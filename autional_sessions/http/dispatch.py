@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from autional_sessions.http.parameter_validation import validated_arguments
 from autional_sessions.observability.request_context import current_request
+from autional_sessions.spec import HTTP_METHODS
 
 _CONTEXT_ARGUMENTS = ("user", "token_info")
 
@@ -106,7 +107,7 @@ class _DispatchAPI(RoutedAPI[_Endpoint]):
         self._services = services
         methods: dict[str, list[str]] = {}
         for path, operations in self.specification.get("paths", {}).items():
-            methods[path] = [m.upper() for m in operations if m in ("get", "put", "post", "delete", "patch")]
+            methods[path] = [m.upper() for m in operations if m in HTTP_METHODS]
         # For requests that Connexion routed to no operation: 404, or 405 with Allow for a known path.
         # Mounted as Connexion mounts its own router, so that both match the same paths.
         routes = [Route(path, _not_an_operation, methods=m) for path, m in methods.items()]

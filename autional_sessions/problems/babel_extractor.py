@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import yaml
 
-PROBLEM_TYPES_PATH = ("components", "schemas", "dto.Problem", "x-problem-types")
+from autional_sessions.spec import PROBLEM_TYPES_PATH
 
 
 def extract_problem_titles(

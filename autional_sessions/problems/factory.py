@@ -23,6 +23,7 @@ from connexion.lifecycle import ConnexionResponse
 
 from autional_sessions.observability.request_context import current_request
 from autional_sessions.problems.languages import Args, Language, Languages, Message, shipped_languages
+from autional_sessions.spec import problem_types
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -96,7 +97,7 @@ class ProblemCatalogue:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], base_uri: str, service_name: str) -> ProblemCatalogue:
-        entries = spec["components"]["schemas"]["dto.Problem"]["x-problem-types"]
+        entries = problem_types(spec)
         types = {
             name: ProblemType(
                 name=name,

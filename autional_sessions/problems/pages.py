@@ -20,7 +20,7 @@ from autional_sessions import SERVICE_NAME
 from autional_sessions.config import Settings
 from autional_sessions.problems.factory import ProblemCatalogue, ProblemType
 from autional_sessions.problems.languages import Languages, Text, problem_texts
-from autional_sessions.spec import HTTP_METHODS
+from autional_sessions.spec import HTTP_METHODS, problem_types
 
 DEFAULT_PROBLEM_BASE_URI = Settings.problem_base_uri
 
@@ -72,29 +72,13 @@ td code { white-space: nowrap; }
 """
 
 
-def problem_page(
-    spec: Mapping[str, Any], name: str, *, problem_base_uri: str = DEFAULT_PROBLEM_BASE_URI
-) -> str | None:
-    """The page of one problem type, or None when the spec has no type of that name."""
-    catalogue = catalogue_of(spec, problem_base_uri)
-    try:
-        problem = catalogue[name]
-    except KeyError:
-        return None
-    return render_problem_page(spec, problem, catalogue.languages)
-
-
 def catalogue_of(spec: Mapping[str, Any], problem_base_uri: str) -> ProblemCatalogue:
     # The server's own reading of the spec's problem types, so that the pages say what the server sends.
     return ProblemCatalogue.from_spec(spec, problem_base_uri, SERVICE_NAME)
 
 
-def _entries(spec: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
-    return spec["components"]["schemas"]["dto.Problem"]["x-problem-types"]
-
-
 def render_problem_page(spec: Mapping[str, Any], problem: ProblemType, languages: Languages) -> str:
-    entry = _entries(spec)[problem.name]
+    entry = problem_types(spec)[problem.name]
     example = json.dumps(_example_problem(spec, problem), indent=2, ensure_ascii=False)
     body = f"""<nav><a href="../index.html">All problem types</a> ·
 <a href="../../index.html">API reference</a></nav>
@@ -133,7 +117,7 @@ def problems_index(spec: Mapping[str, Any], catalogue: ProblemCatalogue) -> str:
         )
         + f"<code>{html.escape(p.name)}</code></td><td>{p.status}</td><td>{p.code}</td>"
         f"<td><code>{html.escape(p.i18n_key)}</code></td>"
-        f"<td>{_prose(_entries(spec)[p.name].get('description', ''))}</td></tr>"
+        f"<td>{_prose(problem_types(spec)[p.name].get('description', ''))}</td></tr>"
         for p in catalogue
     )
     body = f"""<nav><a href="../index.html">API reference</a></nav>
@@ -215,7 +199,7 @@ def _example_problem(spec: Mapping[str, Any], problem: ProblemType) -> dict[str,
     schemas = spec["components"]["schemas"]
     examples = {name: prop.get("example") for name, prop in schemas["dto.Problem"]["properties"].items()}
     # The first sentence of the description stands for the detail the server writes for one instance.
-    description = " ".join(_entries(spec)[problem.name].get("description", problem.title).split())
+    description = " ".join(problem_types(spec)[problem.name].get("description", problem.title).split())
     detail = re.split(r"(?<=\.) ", description, maxsplit=1)[0].replace("`", "")
     body: dict[str, Any] = {
         "type": problem.type_uri,

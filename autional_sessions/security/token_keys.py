@@ -117,7 +117,6 @@ class JwksKeys:
         self._fetched_at = float("-inf")  # when the keys in hand were fetched
         self._attempted_at = float("-inf")  # when a fetch last started, whatever came of it
         self._inflight: asyncio.Task | None = None
-        self.fetches = 0  # how many fetches were started (for tests and metrics)
 
     async def key_for(self, algorithm: str, kid: str | None) -> Any:
         if time.monotonic() - self._fetched_at > self._refresh_seconds:
@@ -172,7 +171,6 @@ class JwksKeys:
         return self._inflight
 
     async def _fetch(self) -> None:
-        self.fetches += 1
         try:
             async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, follow_redirects=False) as client:
                 response = await client.get(self._url, headers={"Accept": "application/json"})

@@ -18,13 +18,23 @@ from starlette.testclient import TestClient
 from autional_sessions.cli import main
 from autional_sessions.config import Settings
 from autional_sessions.docs.site import build_site, problem_routes
-from autional_sessions.problems.pages import problem_page
+from autional_sessions.problems.pages import catalogue_of, render_problem_page
 from autional_sessions.spec import load_spec
 from tests.html_page import elements, texts
 
 SPEC = load_spec()
 TYPES = SPEC["components"]["schemas"]["dto.Problem"]["x-problem-types"]
 PAGE_HEADERS = {"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"}
+
+
+def problem_page(spec: dict, name: str) -> str | None:
+    """The page of one problem type, as the docs site writes it; None when the spec has no such type."""
+    catalogue = catalogue_of(spec, Settings.problem_base_uri)
+    try:
+        problem = catalogue[name]
+    except KeyError:
+        return None
+    return render_problem_page(spec, problem, catalogue.languages)
 
 
 @pytest.fixture(scope="module")
