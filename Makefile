@@ -13,7 +13,7 @@ DEMO_DB ?= sqlite:///autional-sessions.db
 DEMO_USER := usr_0000001
 PORT ?= 8000
 
-.PHONY: setup constraints setup-node browser run test test-sqlite test-postgres lint lint-spec format bench clean \
+.PHONY: setup constraints setup-node browser run test test-fast test-sqlite test-postgres lint lint-spec format bench clean \
 	i18n-extract i18n-update i18n-compile i18n-init
 
 setup: $(STAMP)
@@ -69,20 +69,25 @@ run: setup $(SECRET_FILE)
 	echo && echo "API docs: http://127.0.0.1:$(PORT)/ui/" && echo && \
 	exec $(BIN)/autional-sessions serve --port $(PORT)
 
-# Every test, on SQLite, then on PostgreSQL (skipped with a reason where none is reachable; a failure
-# under CI=true).
+# Every test on SQLite, then again on PostgreSQL those that depend on the engine (marked `engine` by
+# conftest.py; skipped with a reason where no PostgreSQL is reachable, a failure under CI=true).
 test: setup browser lint-spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m tests.import_contracts
 	$(BIN)/python -m pytest
-	AUTIONAL_TEST_DATABASE=postgresql $(BIN)/python -m pytest
+	AUTIONAL_TEST_DATABASE=postgresql $(BIN)/python -m pytest -m engine
+
+# The edit-run loop: unit and in-process integration tests on SQLite, nothing marked slow (servers,
+# processes, the wheel), stopping at the first failure.
+test-fast: setup
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not slow" -x -q
 
 test-sqlite: setup
 	$(BIN)/python -m pytest
 
 test-postgres: setup
-	AUTIONAL_TEST_DATABASE=postgresql $(BIN)/python -m pytest
+	AUTIONAL_TEST_DATABASE=postgresql $(BIN)/python -m pytest -m engine
 
 lint: setup lint-spec
 	$(BIN)/ruff check .

@@ -130,6 +130,7 @@ def test_contract_test_in_process_takes_no_token_or_user(env, capsys):
     assert "--url" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_seed_writes_a_user_with_more_sessions_than_one_statement_can_bind(env, database):
     # 20,000 rows x 15 columns is far past SQLite's 32,766 bind variables a statement.
     assert main(["seed", "--users", "1", "--sessions-per-user", "20000"]) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from tests.factories import add_session, add_user
 
@@ -12,6 +13,7 @@ USERS = [f"usr_conc{n:02d}" for n in range(10)]
 REQUESTS_PER_USER = 20
 
 
+@pytest.mark.slow
 def test_concurrent_requests_on_one_loop_each_get_their_own_rows(app, database, auth_headers):
     for n, user in enumerate(USERS):
         add_user(user)

@@ -159,6 +159,7 @@ def test_an_unrouted_request_is_named_by_its_method_only(traced_client, exporter
     assert USER not in json.dumps(dict(server.attributes))
 
 
+@pytest.mark.slow
 def test_without_otel_variables_the_server_loads_no_opentelemetry_sdk(settings):
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environ.update(

@@ -4,6 +4,7 @@ runs share it)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -12,14 +13,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
 
-from autional_sessions.testing import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET, test_engine
+from autional_sessions.testing import (
+    TEST_AUDIENCE,
+    TEST_ISSUER,
+    TEST_SECRET,
+    postgres_admin_connection,
+    test_engine,
+)
 from tests.checkout import checkout_env
 
 READY_SECONDS = 30
@@ -37,6 +44,48 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = READY_SECONDS) -> None:
+    """Poll `condition` until it holds, rather than sleep a guess; fail saying `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not after {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+async def wait_until_async(condition: Callable[[], bool], what: str, timeout: float = READY_SECONDS) -> None:
+    """`wait_until` inside an event loop: the loop runs between polls."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not after {timeout}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def running_statements(database_url: str, text: str, *, waiting_for_lock: bool = False) -> int:
+    """How many statements containing `text` run now in the PostgreSQL database of `database_url` (those
+    waiting for a lock only, with `waiting_for_lock`)."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+        "AND state = 'active' AND strpos(query, %s) > 0"
+    )
+    if waiting_for_lock:
+        query += " AND wait_event_type = 'Lock'"
+    conn = postgres_admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, (urlparse(database_url).path.lstrip("/"), text))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def accepts_connections(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 class Server:

@@ -20,7 +20,7 @@ from autional_sessions.db.statements import Statement
 from autional_sessions.db.store import open_store
 from autional_sessions.testing import make_settings, postgres_admin_connection
 from tests.factories import add_session, add_user
-from tests.postgres.support import postgres_only, running_server
+from tests.postgres.support import postgres_only, running_server, running_statements, wait_until_async
 
 USER = "usr_engine01"
 POOL_SIZE = 3
@@ -99,7 +99,9 @@ def test_waiting_for_a_pool_slot_is_bounded_by_the_pool_timeout(database_url):
         try:
             # Both connections busy for 3 s; a third statement waits for a slot, and gives up after 1 s.
             busy = [asyncio.create_task(store.fetch(sql("SELECT pg_sleep(3)"), ())) for _ in range(2)]
-            await asyncio.sleep(0.3)
+            await wait_until_async(
+                lambda: running_statements(database_url, "pg_sleep(3)") == 2, "both connections busy"
+            )
             started = time.monotonic()
             with pytest.raises(DatabaseUnavailable):
                 await store.fetch(sql("SELECT 1"), ())

@@ -23,7 +23,14 @@ from autional_sessions.db.store import open_store
 from autional_sessions.http.app import create_app
 from autional_sessions.testing import make_settings
 from tests.factories import add_session, add_user
-from tests.postgres.support import TcpProxy, postgres_only, running_server, sqlite_only
+from tests.postgres.support import (
+    TcpProxy,
+    postgres_only,
+    running_server,
+    running_statements,
+    sqlite_only,
+    wait_until_async,
+)
 
 USER = "usr_outage01"
 CONNECT_TIMEOUT = 2  # seconds; also how long a stalled statement's retry waits to connect
@@ -202,7 +209,10 @@ def test_a_request_waiting_for_a_pool_slot_gives_up_with_503(database, database_
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             # The only connection of the pool is busy for 2.5 s.
             busy = asyncio.create_task(store.fetch(Statement("SELECT pg_sleep(2.5)", ()), ()))
-            await asyncio.sleep(0.3)
+            await wait_until_async(
+                lambda: running_statements(database_url, "pg_sleep(2.5)") == 1,
+                "the pool's one connection busy",
+            )
             started = time.monotonic()
             response = await client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER))
             waited = time.monotonic() - started

@@ -18,6 +18,9 @@ from autional_sessions.db.migrations import migrate
 from autional_sessions.db.seed import seed, user_id
 from autional_sessions.testing import make_settings, throwaway_database
 
+# Its database is the run's engine's, made by the module's own fixture.
+pytestmark = pytest.mark.engine
+
 USERS = 2_500
 SESSIONS_PER_USER = 20
 NOW = dt.datetime(2026, 11, 1, 12, 0, 0)

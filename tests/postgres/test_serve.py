@@ -15,7 +15,15 @@ import psycopg
 import pytest
 
 from tests.factories import add_session, add_user
-from tests.postgres.support import READY_SECONDS, Server, postgres_only, running_server
+from tests.postgres.support import (
+    READY_SECONDS,
+    Server,
+    accepts_connections,
+    postgres_only,
+    running_server,
+    running_statements,
+    wait_until,
+)
 from tests.postgres.test_engine import server_connections
 
 USER = "usr_serve001"
@@ -134,9 +142,12 @@ def test_sigterm_stops_accepting_and_lets_a_request_in_flight_finish(
             target=lambda: answers.append(httpx.get(url, headers=auth_headers(USER), timeout=30))
         )
         in_flight.start()
-        time.sleep(0.5)
+        wait_until(
+            lambda: running_statements(database_url, "sessions", waiting_for_lock=True) >= 1,
+            "the request in flight, waiting for the locked table",
+        )
         os.kill(server.process.pid, signal.SIGTERM)
-        time.sleep(0.5)
+        wait_until(lambda: not accepts_connections(server.port), "the server stops accepting")
         with pytest.raises(httpx.TransportError):  # no longer accepting
             httpx.get(url, headers=auth_headers(USER), timeout=2)
         locker.rollback()  # the lock goes: the request in flight completes

@@ -54,6 +54,7 @@ def test_no_file_of_the_project_is_loaded_under_two_module_names():
     assert {file: names for file, names in names_by_file.items() if len(names) > 1} == {}
 
 
+@pytest.mark.slow
 def test_the_contract_suite_is_found_from_a_fresh_interpreter_in_the_checkout():
     # As `autional-sessions contract-test` finds it, with the checkout first on the path.
     found = subprocess.run(
@@ -81,6 +82,7 @@ def test_git_tracks_no_symlink():
     assert [line.split("\t")[1] for line in listing.splitlines() if line.startswith("120000 ")] == []
 
 
+@pytest.mark.slow
 def test_importing_the_package_leaves_the_warning_filters_alone():
     # The package is installed into users' test environments (the contract suite): their warning filters
     # are theirs. The server's own notice is silenced in `serve`'s processes only.
