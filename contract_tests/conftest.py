@@ -125,7 +125,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 def _ran_any_check(config: pytest.Config) -> bool:
     report = config.stash[_REPORT]
-    return any(v._results for v in report.verdicts.values())
+    return any(v.results for v in report.verdicts.values())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

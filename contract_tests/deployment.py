@@ -21,6 +21,8 @@ from autional_sessions.spec import HTTP_METHODS, load_spec
 
 from .tokens import Minter
 
+# A user id no deployment has (short, and of the characters a user id may have).
+NOBODY = "usr_contract_test_nobody"
 # A response body kept for the problem and header checks: enough for any problem, bounded for fuzzing.
 _KEPT_BODY = 65536
 # A 429 is waited out at most this many times, each at most this long, before its answer counts.
@@ -136,7 +138,7 @@ class Deployment:
         self.minter = minter
         self._token = token
         self.other_user_given = other_user is not None
-        self.other_user = other_user or f"{user}-contract-nobody"
+        self.other_user = other_user or NOBODY
         self._other_token = other_token
         self.in_process = in_process
         self.observed = observed if observed is not None else Observed()

@@ -32,12 +32,12 @@ class Verdict:
     reason: str = "not run"
     reproduce: list[str] = field(default_factory=list)
     # What the tests of this check ended as (a check may have several: `schema`).
-    _results: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    results: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     def record(self, outcome: str, reason: str, reproduce: list[str]) -> None:
-        self._results.append((outcome, reason, reproduce))
-        failed = [r for r in self._results if r[0] == FAILED]
-        passed = [r for r in self._results if r[0] == PASSED]
+        self.results.append((outcome, reason, reproduce))
+        failed = [r for r in self.results if r[0] == FAILED]
+        passed = [r for r in self.results if r[0] == PASSED]
         if failed:
             self.outcome = FAILED
             self.reason = "\n".join(r[1] for r in failed)[:_REASON_CHARS]
@@ -49,7 +49,7 @@ class Verdict:
             self.reason = "; ".join(notes)
         else:
             self.outcome, self.reproduce = SKIPPED, []
-            self.reason = "; ".join(sorted({r[1] for r in self._results}))
+            self.reason = "; ".join(sorted({r[1] for r in self.results}))
 
 
 class Report:

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from .deployment import Deployment
+from .deployment import NOBODY, Deployment
 from .expect import Findings, problem_violations, skip
 from .listing import all_ids, second_user
 
@@ -25,7 +25,7 @@ def test_nobody_lists_another_users_sessions(deployment: Deployment) -> None:
     ]
     if deployment.other_user_given:
         # 403 before any lookup: a made-up user gets the same answer as a real one, so nobody can probe.
-        nobody = f"{a}-contract-nobody"
+        nobody = NOBODY
         attempts.append(
             (f"{a}'s token on the list of {nobody}, who does not exist", deployment.token, nobody, {})
         )
