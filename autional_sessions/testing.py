@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,6 +42,13 @@ ADMIN_URL = os.environ.get("AUTIONAL_TEST_POSTGRES_URL", "postgresql://postgres@
 
 def test_engine() -> str:
     return os.environ.get("AUTIONAL_TEST_DATABASE", "sqlite")
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free now, for a server a test or the benchmark starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def service_missing(service: str, message: str) -> NoReturn:

@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from autional_sessions.db.queries import SessionQueries  # noqa: E402
 from autional_sessions.db.seed import seed, user_id  # noqa: E402
 from autional_sessions.db.store import open_store  # noqa: E402
 from autional_sessions.security.bearer_auth import TokenVerifier  # noqa: E402
+from autional_sessions.testing import free_port  # noqa: E402
 
 SECRET = "page-latency-bench-secret-0123456789abcdef"
 SESSIONS_PER_USER = 20
@@ -228,9 +228,7 @@ def http_fetcher(clients: dict[str, httpx.Client], users: set[str]) -> Fetch:
 
 
 def start_server(url: str) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "AUTIONAL_DATABASE_URL": url, "AUTIONAL_JWT_SECRET": SECRET}
     process = subprocess.Popen(
         [sys.executable, "-m", "autional_sessions", "serve", "--port", str(port), "--log-level", "warning"],

@@ -24,6 +24,7 @@ from autional_sessions.testing import (
     TEST_AUDIENCE,
     TEST_ISSUER,
     TEST_SECRET,
+    free_port,
     postgres_admin_connection,
     test_engine,
 )
@@ -38,12 +39,6 @@ postgres_only = pytest.mark.skipif(
 sqlite_only = pytest.mark.skipif(
     test_engine() != "sqlite", reason="about the SQLite engine: runs in the SQLite pass of `make test`"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = READY_SECONDS) -> None:
