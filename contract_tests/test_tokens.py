@@ -2,8 +2,9 @@
 
 Every check first proves that the deployment accepts the genuine token (given, or minted with the key), so
 that a deployment that refuses everything cannot pass; then it sends each variant of its attack to the
-caller's own list, and the first variant also to revokeSession (with a session id nobody has, so that a
-deployment that wrongly accepts it revokes nothing).
+caller's own list and to revokeOtherSessions on a made-up user's path, and the first variant also to
+revokeSession with a session id nobody has: a deployment that wrongly accepts a token there revokes
+nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .deployment import Deployment
+from .deployment import NOBODY, Deployment
 from .expect import Findings, accepted, refused_token, skip
 from .tokens import (
     NONE_CASINGS,
@@ -89,6 +90,11 @@ def expect_refused(
         auth = {"authorization": value} if raw else {"token": value}
         exchange = deployment.call("listUserSessions", user_id=user or deployment.user, **auth)
         findings.extend(refused_token(exchange, label, error=error), exchange)
+        # Revoking the others, on the path of a user that does not exist: a token is judged before its
+        # user is, so the answer is the same 401, and a deployment that wrongly takes the token answers
+        # 403 or 404 there, with no session revoked.
+        exchange = deployment.call("revokeOtherSessions", user_id=NOBODY, **auth)
+        findings.extend(refused_token(exchange, f"{label}, on revokeOtherSessions", error=error), exchange)
         if n == 0:
             exchange = deployment.call(
                 "revokeSession", user_id=user or deployment.user, session_id=NOBODYS_SESSION, **auth
