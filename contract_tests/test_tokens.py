@@ -114,6 +114,11 @@ def test_alg_none_is_refused(deployment: Deployment, genuine) -> None:
         (f"alg {c!r}, the original signature", assemble({**header, "alg": c}, payload, signature))
         for c in ("none", "None", "NONE", "nOnE")
     ]
+    # A deny-list that compares the exact string lets padded or empty names through to the "no signature" path.
+    variants += [
+        (f"alg {c!r}, empty signature", assemble({**header, "alg": c}, payload))
+        for c in (" none", "none ", "")
+    ]
     variants.append(
         (
             "alg 'none', no signature segment",
@@ -133,6 +138,9 @@ def test_tampered_signature_is_refused(deployment: Deployment, genuine) -> None:
         ("a byte in the middle changed", assemble(header, payload, flip_signature(signature, length // 2))),
         ("a signature of zero bytes of the same length", assemble(header, payload, b64url(bytes(length)))),
         ("half the signature", assemble(header, payload, b64url(_raw(signature)[: length // 2]))),
+        # A comparison over the expected length only ignores what follows it.
+        ("the signature with a byte appended", assemble(header, payload, b64url(_raw(signature) + b"\x00"))),
+        ("the signature twice", assemble(header, payload, b64url(_raw(signature) * 2))),
     ]
     expect_refused(deployment, variants)
 
@@ -229,6 +237,19 @@ def test_token_under_another_scheme_is_refused(deployment: Deployment, genuine) 
     ]
     # RFC 6750 section 3.1: a request without a bearer token gets a challenge with no error code, or any.
     expect_refused(deployment, variants, raw=True, error=None)
+    # The contract's only scheme is the Authorization header: a token in the URL ends up in access logs,
+    # proxies and browser history (RFC 6750 section 5.3, RFC 8725). None of these may authenticate: a 401,
+    # or a 400 from a deployment that refuses unknown parameters first.
+    findings = Findings()
+    for name in ("access_token", "token", "jwt"):
+        exchange = deployment.call("listUserSessions", user_id=deployment.user, params={name: token})
+        if exchange.status not in (400, 401):
+            findings.add(
+                f"the token as the query parameter {name}, no Authorization: status {exchange.status}, "
+                "expected 401",
+                exchange,
+            )
+    findings.conclude()
 
 
 # With the signing key: minted, wrong in one respect each ------------------------------------------------
@@ -238,6 +259,10 @@ def test_expired_token_is_refused(deployment: Deployment, minted) -> None:
     variants = [
         ("exp an hour ago", minted.mint(deployment.user, iat=now - 2 * _CLAIM_SKEW, exp=now - _CLAIM_SKEW)),
         ("exp a day ago", minted.mint(deployment.user, iat=now - 2 * 86400, exp=now - 86400)),
+        # exp must be a NumericDate (RFC 7519 section 4.1.4): a decoder that checks only numbers and skips
+        # any other type (jwt-go's MapClaims before v4) takes a string for no exp at all.
+        ("exp an hour ago, as a string", minted.mint(deployment.user, exp=str(now - _CLAIM_SKEW))),
+        ("exp not a date", minted.mint(deployment.user, exp="never")),
     ]
     expect_refused(deployment, variants)
 
@@ -246,7 +271,11 @@ def test_expired_token_is_refused(deployment: Deployment, minted) -> None:
 def test_token_not_yet_valid_is_refused(deployment: Deployment, minted) -> None:
     now = int(time.time())
     variants = [
-        ("nbf in an hour", minted.mint(deployment.user, nbf=now + _CLAIM_SKEW, exp=now + 2 * _CLAIM_SKEW))
+        ("nbf in an hour", minted.mint(deployment.user, nbf=now + _CLAIM_SKEW, exp=now + 2 * _CLAIM_SKEW)),
+        (
+            "nbf in an hour, as a string",
+            minted.mint(deployment.user, nbf=str(now + _CLAIM_SKEW), exp=now + 2 * _CLAIM_SKEW),
+        ),
     ]
     expect_refused(deployment, variants)
 
@@ -263,6 +292,9 @@ def test_token_of_another_issuer_is_refused(deployment: Deployment, minted) -> N
         ("iss containing the issuer", minted.mint(deployment.user, iss=f"{issuer}.contract-test.invalid")),
         ("iss contained in the issuer", minted.mint(deployment.user, iss=issuer[1:-1])),
         ("iss a list holding the issuer", minted.mint(deployment.user, iss=[issuer])),
+        # iss is compared as a case-sensitive string, without normalising (RFC 7519 section 4.1.1,
+        # OpenID Connect Discovery section 4.3): not EqualFold, not a URL with or without its slash.
+        *_near_misses("iss", issuer, minted, deployment.user),
     ]
     expect_refused(deployment, variants)
 
@@ -278,6 +310,7 @@ def test_token_for_another_audience_is_refused(deployment: Deployment, minted) -
         ("no aud", minted.mint(deployment.user, aud=None)),
         ("aud containing the audience", minted.mint(deployment.user, aud=f"{audience}.contract-test")),
         ("aud contained in the audience", minted.mint(deployment.user, aud=audience[1:-1])),
+        *_near_misses("aud", audience, minted, deployment.user),
     ]
     expect_refused(deployment, variants)
 
@@ -375,6 +408,22 @@ def test_token_with_an_unknown_kid_is_refused(deployment: Deployment, genuine) -
             )
         )
     expect_refused(deployment, variants)
+
+
+def _near_misses(claim: str, value: str, minted: Any, user: str) -> list[tuple[str, str]]:
+    """Tokens whose `claim` differs from `value` only in case or a trailing slash: equal only to a
+    deployment that normalises what it should compare exactly."""
+    near = []
+    if value.swapcase() != value:
+        near.append((f"{claim} in another case", value.swapcase()))
+    near.append(
+        (f"{claim} without its trailing slash", value.rstrip("/"))
+        if value.endswith("/")
+        else (f"{claim} with a trailing slash", value + "/")
+    )
+    if value.startswith("https://"):
+        near.append((f"{claim} with http for https", "http://" + value.removeprefix("https://")))
+    return [(label, minted.mint(user, **{claim: other})) for label, other in near if other]
 
 
 def _valid_claims(deployment: Deployment, genuine) -> dict[str, Any]:
