@@ -79,9 +79,9 @@ test: setup browser lint-spec
 	AUTIONAL_TEST_DATABASE=postgresql $(BIN)/python -m pytest -m engine
 
 # The edit-run loop: unit and in-process integration tests on SQLite, nothing marked slow (servers,
-# processes, the wheel), stopping at the first failure.
+# processes, the wheel), on every core, stopping at the first failure.
 test-fast: setup
-	$(BIN)/python -m pytest tests/unit tests/integration -m "not slow" -x -q
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not slow" -x -q -n auto
 
 test-sqlite: setup
 	$(BIN)/python -m pytest
