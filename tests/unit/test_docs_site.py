@@ -19,11 +19,11 @@ from autional_sessions.cli import main
 from autional_sessions.config import Settings
 from autional_sessions.docs.site import build_site, problem_routes
 from autional_sessions.problems.pages import catalogue_of, render_problem_page
-from autional_sessions.spec import load_spec
+from autional_sessions.spec import load_spec, problem_types
 from tests.html_page import elements, texts
 
 SPEC = load_spec()
-TYPES = SPEC["components"]["schemas"]["dto.Problem"]["x-problem-types"]
+TYPES = problem_types(SPEC)
 PAGE_HEADERS = {"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"}
 
 

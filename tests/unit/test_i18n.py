@@ -13,7 +13,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 from autional_sessions.problems.languages import LOCALE_DIR, Languages, problem_texts, shipped_languages
-from autional_sessions.spec import load_spec
+from autional_sessions.spec import load_spec, problem_types
 
 ROOT = Path(__file__).resolve().parents[2]
 # As the Makefile's i18n-extract gives them to pybabel.
@@ -103,9 +103,7 @@ def extracted_messages() -> dict[tuple[str | None, str], tuple[str, ...]]:
 
 def test_extraction_finds_the_code_and_the_spec_titles():
     messages = extracted_messages()
-    titles = {
-        e["title"] for e in load_spec()["components"]["schemas"]["dto.Problem"]["x-problem-types"].values()
-    }
+    titles = {e["title"] for e in problem_types(load_spec()).values()}
 
     assert {(None, title) for title in titles} <= messages.keys()
     assert ("invalid-request", "%(count)d request parameter is invalid") in messages
@@ -156,7 +154,7 @@ def test_problem_types_name_only_documented_i18n_args():
 
 def test_every_text_of_the_code_belongs_to_a_problem_type_and_every_type_has_one():
     """A text's context names the problem type it is written for: the docs' page of that type lists it."""
-    types = set(load_spec()["components"]["schemas"]["dto.Problem"]["x-problem-types"])
+    types = set(problem_types(load_spec()))
     contexts = {context for context, _msgid in extracted_messages() if context is not None}
 
     assert contexts == types

@@ -4,7 +4,7 @@ import datetime as dt
 import json
 
 from autional_sessions.problems.factory import FieldViolation, ProblemCatalogue, ProblemError, utc_timestamp
-from autional_sessions.spec import load_spec
+from autional_sessions.spec import load_spec, problem_types
 
 
 def catalogue() -> ProblemCatalogue:
@@ -12,7 +12,7 @@ def catalogue() -> ProblemCatalogue:
 
 
 def test_the_catalogue_is_the_spec_list():
-    entries = load_spec()["components"]["schemas"]["dto.Problem"]["x-problem-types"]
+    entries = problem_types(load_spec())
 
     assert {p.name for p in catalogue()} == set(entries)
     assert catalogue()["user-not-found"].type_uri == "https://docs.example/problems/user-not-found"
