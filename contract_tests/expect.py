@@ -16,6 +16,11 @@ from autional_sessions.spec import load_spec
 
 from .deployment import Exchange
 
+# A URI reference (RFC 3986 section 4.1), as a problem's `type` must be: no space, nothing outside its
+# character set, a first segment without ':' unless it is a scheme.
+_URI_REFERENCE = re.compile(
+    r"^(?:[A-Za-z][A-Za-z0-9+.-]*:|(?![^/?#]*:))[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*$"
+)
 # Findings listed in a failure's reason, and curl lines shown to reproduce them.
 _SHOWN = 5
 
@@ -91,6 +96,9 @@ def problem_violations(exchange: Exchange, status: int | set[int] | None = None)
     if not isinstance(body, dict):
         found.append("the body is not a JSON object")
         return found
+    kind = body.get("type")
+    if isinstance(kind, str) and not _URI_REFERENCE.match(kind):
+        found.append(f"problem type {kind[:80]!r} is not a URI reference (RFC 9457 section 3.1.1)")
     if body.get("status") != exchange.status:
         found.append(f"problem status {body.get('status')!r} differs from the HTTP status {exchange.status}")
     errors = sorted(_problem_validator().iter_errors(body), key=lambda e: list(e.path))

@@ -43,6 +43,13 @@ LEAKS = tuple(
         r"\b(?:sqlite3|psycopg2?|asyncpg|peewee|sqlalchemy)\.[\w.]*(?:Error|Exception)\b",
         r"\b(?:OperationalError|ProgrammingError|IntegrityError|InterfaceError|UndefinedTable)\b",
         r"SQLSTATE|syntax error at or near|no such table|no such column",
+        # Go, Java and the databases' own words: lib/pq and pgx, MySQL, PostgreSQL, SQLite, Oracle, a panic.
+        r"\bpq: [a-z]|\bERROR: (?:relation|column|syntax|invalid input|duplicate key)|relation \"[^\"]+\" does not exist",
+        r"You have an error in your SQL syntax|\bError \d{4} \(\w{5}\)|\bORA-\d{5}\b",
+        r'near "[^"]*": syntax error|unrecognized token:|SQLITE_[A-Z]+',
+        r"\b(?:java|javax|jakarta|org\.springframework|org\.hibernate|org\.postgresql|com\.mysql)\.[\w.$]*(?:Exception|Error)\b",
+        r"\b\w*SQLException\b|runtime error: [a-z]|nil pointer dereference|\bpanic: ",
+        r"\b(?:AttributeError|KeyError|TypeError|IndexError|NameError|ZeroDivisionError): ",
     )
 )
 
@@ -233,7 +240,7 @@ def test_throttled_and_unavailable_say_when_to_retry(deployment: Deployment, pro
 @check("problems.no-leak")
 def test_no_body_shows_the_servers_internals(deployment: Deployment, probes) -> None:
     def rule(exchange: Exchange) -> list[str]:
-        text = exchange.body.decode("utf-8", "replace")
+        text = exchange.body.decode("utf-8", "replace").replace('\\"', '"')  # JSON-escaped quotes
         request = " ".join([exchange.url, *(v for _, v in exchange.request_headers)])
         request += exchange.request_body.decode("utf-8", "replace")
         found = []
