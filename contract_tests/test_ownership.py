@@ -44,7 +44,26 @@ def test_nobody_lists_another_users_sessions(deployment: Deployment) -> None:
     for label, token, user, params in attempts:
         exchange = deployment.call("listUserSessions", token=token, params=params, user_id=user)
         findings.extend(problem_violations(exchange, 403), exchange, prefix=f"{label}: ")
+    # The same list under another spelling of its path, which a router may take and an ownership rule that
+    # matches the path exactly (or compares ids ignoring case) lets through: never a list (a redirect to
+    # the canonical path, a 403 or a 404 are all fine).
+    method, path = deployment.url("listUserSessions", user_id=b)
+    _, own_path = deployment.url("listUserSessions", user_id=a.swapcase())
+    spellings = [
+        (f"{a}'s token on {b}'s list with a trailing slash", path + "/"),
+        (f"{a}'s token on {b}'s list with the id percent-encoded", path.replace(b, _percent_encoded(b), 1)),
+    ]
+    if a.swapcase() != a:
+        spellings.append((f"{a}'s token on the list of {a.swapcase()} (its id in another case)", own_path))
+    for label, target in spellings:
+        exchange = deployment.send(method, target, authorization=f"Bearer {deployment.token}")
+        if 200 <= exchange.status < 300:
+            findings.add(f"{label}: status {exchange.status}, expected a refusal", exchange)
     findings.conclude()
+
+
+def _percent_encoded(text: str) -> str:
+    return "".join(f"%{ord(c):02X}" for c in text)
 
 
 @check("ownership.revoke-other")
