@@ -19,6 +19,7 @@ from .listing import all_ids, second_user, total
 check = pytest.mark.check
 MIN_SESSIONS = 4
 NOBODYS_SESSION = "sess_contract_test_nobody"
+NOBODY = "usr_contract_test_nobody"
 
 
 @dataclass
@@ -137,11 +138,14 @@ def test_a_revoked_sessions_token_is_refused(deployment: Deployment) -> None:
     )
     revoked = _already_revoked(deployment, findings, candidates)
     if revoked is not None:
+        # revokeOtherSessions on the path of a user nobody is: a deployment that wrongly takes the token
+        # answers 403 or 404 there, and revokes nothing of the caller's.
         for operation_id, path in (
-            ("listUserSessions", {}),
-            ("revokeSession", {"session_id": NOBODYS_SESSION}),
+            ("listUserSessions", {"user_id": deployment.user}),
+            ("revokeSession", {"user_id": deployment.user, "session_id": NOBODYS_SESSION}),
+            ("revokeOtherSessions", {"user_id": NOBODY}),
         ):
-            exchange = deployment.call(operation_id, token=revoked.token, user_id=deployment.user, **path)
+            exchange = deployment.call(operation_id, token=revoked.token, **path)
             findings.extend(
                 refused_token(
                     exchange, f"a token with the sid of the revoked {revoked.session_id}, {operation_id}"
