@@ -34,8 +34,9 @@ pytestmark = pytest.mark.check("schema")
 # Read at import, because Schemathesis builds its tests at collection: CONTRACT_MAX_EXAMPLES=2000 make test
 # raises the fuzzing budget (schemathesis.toml sets the default).
 _budget = os.environ.get("CONTRACT_MAX_EXAMPLES")
-# Sequences of the stateful phase (each a few steps long); a smaller fuzzing budget asks for fewer.
-STATEFUL_EXAMPLES = min(60, int(_budget)) if _budget else 60
+# Sequences of the stateful phase (each a few steps long, and its slowest part against a deployment): 60,
+# or half a smaller fuzzing budget (at least 10), which keeps contract-test's default run within a minute.
+STATEFUL_EXAMPLES = min(60, max(10, int(_budget) // 2)) if _budget else 60
 schema = load_contract(load_settings(max_examples=int(_budget) if _budget else None))
 
 
