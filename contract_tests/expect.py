@@ -16,6 +16,31 @@ from autional_sessions.spec import load_spec
 
 from .deployment import Exchange
 
+# What a body must not hold: a stack trace (Python, Java, Go, Node, .NET), a source file path, SQL, or a
+# database driver's error. Matches that merely echo the request (a path, a parameter) do not count.
+LEAKS = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"Traceback \(most recent call last\)",
+        r'File "[^"]+", line \d+',
+        r"\bat [\w$.]+\([\w]+\.java:\d+\)",
+        r"goroutine \d+ \[",
+        r"\bat [\w.<>]+ \((?:/|[A-Z]:\\)[^)]+:\d+:\d+\)",
+        r"(?:/usr|/home|/opt|/srv|/app|/var|/root|[A-Z]:\\)[\w./\\-]*\.(?:py|java|go|js|ts|rb|php|cs)\b",
+        r"site-packages|dist-packages|node_modules[/\\]",
+        r"\b(?:SELECT|INSERT INTO|UPDATE|DELETE FROM)\b[^\n]{0,200}?\b(?:FROM|WHERE|VALUES|SET)\b",
+        r"\b(?:sqlite3|psycopg2?|asyncpg|peewee|sqlalchemy)\.[\w.]*(?:Error|Exception)\b",
+        r"\b(?:OperationalError|ProgrammingError|IntegrityError|InterfaceError|UndefinedTable)\b",
+        r"SQLSTATE|syntax error at or near|no such table|no such column",
+        # Go, Java and the databases' own words: lib/pq and pgx, MySQL, PostgreSQL, SQLite, Oracle, a panic.
+        r"\bpq: [a-z]|\bERROR: (?:relation|column|syntax|invalid input|duplicate key)|relation \"[^\"]+\" does not exist",
+        r"You have an error in your SQL syntax|\bError \d{4} \(\w{5}\)|\bORA-\d{5}\b",
+        r'near "[^"]*": syntax error|unrecognized token:|SQLITE_[A-Z]+',
+        r"\b(?:java|javax|jakarta|org\.springframework|org\.hibernate|org\.postgresql|com\.mysql)\.[\w.$]*(?:Exception|Error)\b",
+        r"\b\w*SQLException\b|runtime error: [a-z]|nil pointer dereference|\bpanic: ",
+        r"\b(?:AttributeError|KeyError|TypeError|IndexError|NameError|ZeroDivisionError): ",
+    )
+)
 # A URI reference (RFC 3986 section 4.1), as a problem's `type` must be: no space, nothing outside its
 # character set, a first segment without ':' unless it is a scheme.
 _URI_REFERENCE = re.compile(

@@ -16,7 +16,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from autional_sessions import contract_command as runner
 from contract_tests import catalogue
 from contract_tests.deployment import Exchange
-from contract_tests.expect import CheckFailed, Findings, bearer_challenge, refused_token
+from contract_tests.expect import (
+    LEAKS,
+    CheckFailed,
+    Findings,
+    bearer_challenge,
+    problem_violations,
+    refused_token,
+)
 from contract_tests.report import Report
 from contract_tests.tokens import (
     NONE_CASINGS,
@@ -321,3 +328,31 @@ def test_options_that_go_together_are_taken(tmp_path):
     key.write_text("secret")
     argv = ["--url", "http://d.test", "--user-id", "u", "--signing-key-file", str(key), "--select", "token.*"]
     assert runner.usage_error(parse(argv, {})) is None
+
+
+# What other stacks leak, each seen in a faulty deployment's problem `detail`.
+LEAKED = [
+    'pq: relation "user_sessions" does not exist',
+    "Error 1064 (42000): You have an error in your SQL syntax; check the manual",
+    "org.springframework.dao.EmptyResultDataAccessException: Incorrect result size: expected 1, actual 0",
+    'org.postgresql.util.PSQLException: ERROR: invalid input syntax for type uuid: "x"',
+    "runtime error: invalid memory address or nil pointer dereference",
+    'sqlite3: near "contract": syntax error',
+    "ORA-00942: table or view does not exist",
+    "KeyError: 'sub'",
+]
+
+
+@pytest.mark.parametrize("text", LEAKED)
+def test_a_leak_of_a_go_java_or_database_error_is_recognised(text):
+
+    assert any(leak.search(text) for leak in LEAKS), text
+
+
+def test_a_plain_problem_shows_no_leak_and_its_type_must_be_a_uri_reference():
+    body = json.dumps(problem(404))
+    assert not any(leak.search(body) for leak in LEAKS)
+    for kind in ("https://autional.com/problems/x", "/problems/x", "about:blank", "urn:problem:x"):
+        assert problem_violations(exchange(404, {**problem(404), "type": kind}, PROBLEM_JSON)) == []
+    (violation,) = problem_violations(exchange(404, {**problem(404), "type": "Not Found"}, PROBLEM_JSON))
+    assert "not a URI reference" in violation
