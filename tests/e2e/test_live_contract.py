@@ -3,20 +3,16 @@ contract, with a curl line that reproduces the failure."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autional_sessions.db.seed import seed
@@ -24,7 +20,7 @@ from autional_sessions.http.app import create_app
 from autional_sessions.testing import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET
 from contract_tests.catalogue import CHECKS
 from tests.checkout import checkout_env
-from tests.postgres.support import READY_SECONDS, free_port, running_server
+from tests.postgres.support import running_server, serving
 
 USER = "usr_0000001"
 OTHER_USER = "usr_0000002"
@@ -96,24 +92,6 @@ class DropsTotal:
             await send({"type": "http.response.body", "body": data})
 
         await self.app(scope, receive, rewrite)
-
-
-@contextlib.contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """`app` behind uvicorn on a free port, in a thread of this process."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + READY_SECONDS
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the broken server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 @pytest.fixture

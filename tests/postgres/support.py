@@ -1,6 +1,6 @@
-"""Helpers of the deployment tests: engine-specific skips, `autional-sessions serve` in a subprocess, and
-a TCP proxy that cuts a server off from its database without touching the database server (other test
-runs share it)."""
+"""Helpers of the deployment tests: engine-specific skips, `autional-sessions serve` in a subprocess, an ASGI
+app served in a thread, and a TCP proxy that cuts a server off from its database without touching the
+database server (other test runs share it)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
 
 from autional_sessions.testing import (
     TEST_AUDIENCE,
@@ -143,6 +145,22 @@ def running_server(database_url: str, log_path: Path, **kwargs) -> Iterator[Serv
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """`app` behind uvicorn on a free port, in a thread of this process."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), "uvicorn started")
+    assert server.started, "uvicorn stopped before it started"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
 
 
 class TcpProxy:
