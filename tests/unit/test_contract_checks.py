@@ -345,7 +345,6 @@ LEAKED = [
 
 @pytest.mark.parametrize("text", LEAKED)
 def test_a_leak_of_a_go_java_or_database_error_is_recognised(text):
-
     assert any(leak.search(text) for leak in LEAKS), text
 
 
