@@ -23,6 +23,10 @@ temporary directory.
     make bench
     make bench BENCH_ARGS='--cases sqlite-20 --rounds 5'
     .venv/bin/python bench/compare.py --cases pg-1,pg-2 --json bench.json
+    .venv/bin/python bench/compare.py --cases sqlite-20 --configs production --revisions b2eb9ca,HEAD~1
+
+`--revisions` runs each commit's code (a git worktree of it, this venv) in the production configuration
+beside the working tree's, in the same interleaved rounds: a change's before and after in one run.
 
 The tables go to stdout, progress to stderr.
 """
