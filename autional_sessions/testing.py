@@ -69,37 +69,27 @@ def postgres_admin_connection():
     """An autocommit psycopg connection to the server's maintenance database, or a skip/fail."""
     try:
         import psycopg
+
+        from autional_sessions.db.scratch_databases import admin_connection
     except ImportError:
         _postgres_unreachable("psycopg is not installed")
     try:
-        conn = psycopg.connect(ADMIN_URL, connect_timeout=3)
+        return admin_connection(ADMIN_URL)
     except psycopg.OperationalError as exc:
         _postgres_unreachable(str(exc).strip().splitlines()[0])
-    conn.autocommit = True
-    return conn
 
 
 def create_postgres_database() -> str:
-    name = f"autional_test_{uuid.uuid4().hex[:12]}"
-    conn = postgres_admin_connection()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
-    base = ADMIN_URL.rsplit("/", 1)[0]
-    return f"{base}/{name}"
+    from autional_sessions.db.scratch_databases import create_database
+
+    postgres_admin_connection().close()  # a skip or a failure, with the reason, where there is no server
+    return create_database(ADMIN_URL, f"autional_test_{uuid.uuid4().hex[:12]}")
 
 
 def drop_postgres_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    conn = postgres_admin_connection()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    finally:
-        conn.close()
+    from autional_sessions.db.scratch_databases import drop_databases
+
+    drop_databases(ADMIN_URL, [url.rsplit("/", 1)[1]])
 
 
 @contextlib.contextmanager

@@ -47,12 +47,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import jwt
 import psycopg
 
+from autional_sessions.db.scratch_databases import create_database, drop_databases
 from autional_sessions.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,18 +213,14 @@ class Bench:
         return self.databases[engine]
 
     def create_pg(self, name: str) -> str:
+        self.pg_databases.append(name)  # before creating, so that a half-done run still drops it
         try:
-            admin = psycopg.connect(self.admin_url)
+            return create_database(self.admin_url, name)
         except psycopg.OperationalError as exc:
             raise BenchError(
                 f"PostgreSQL is needed for the pg-* cases and is not reachable ({str(exc).strip()}); "
                 "set AUTIONAL_BENCH_POSTGRES_URL, or pick SQLite cases with --cases"
             ) from exc
-        admin.autocommit = True  # CREATE DATABASE cannot run inside a transaction
-        self.pg_databases.append(name)  # before creating, so that a half-done run still drops it
-        with contextlib.closing(admin), admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        return urlsplit(self.admin_url)._replace(path=f"/{name}").geturl()
 
     def server(self, side: str, case: Case) -> Server:
         workers = case.workers if side.startswith("project") else 1
@@ -307,14 +303,7 @@ class Bench:
         if not self.pg_databases:
             return
         try:
-            admin = psycopg.connect(self.admin_url)
-            admin.autocommit = True
-            with contextlib.closing(admin), admin.cursor() as cur:
-                for name in self.pg_databases:
-                    # A leftover connection (a worker that outlived its group) would block the DROP.
-                    terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
-                    cur.execute(terminate, (name,))
-                    cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            drop_databases(self.admin_url, self.pg_databases)
             log(f"dropped {', '.join(self.pg_databases)}")
         except psycopg.Error as exc:
             log(f"could not drop {', '.join(self.pg_databases)}: {exc}")
