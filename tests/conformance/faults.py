@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from jwt.algorithms import RSAAlgorithm
@@ -1209,6 +1210,130 @@ async def too_many_requests_without_retry_after(request: Request, proxy: FaultPr
 )
 async def retry_after_not_a_number(request: Request, proxy: FaultProxy) -> Response:
     return await _every_fifth_request_limited(request, proxy, "soon")
+
+
+# Found by trying the suite as an adversary would: each was green before its check was sharpened ---------------
+def _genuine_but(token: str, claim: str) -> bool:
+    """The token is signed with the key and for this service; only `claim` may be wrong."""
+    claims = _claims(token)
+    fine = {
+        "iss": claims.get("iss") == TEST_ISSUER,
+        "aud": claims.get("aud") == TEST_AUDIENCE,
+        "exp": isinstance(claims.get("exp"), int) and claims["exp"] > time.time(),
+        "sub": isinstance(claims.get("sub"), str) and bool(claims["sub"]),
+    }
+    return signature_verifies(token) and all(ok for name, ok in fine.items() if name != claim)
+
+
+@accepting(
+    "exp-string-ignored",
+    "checks exp only when it is a number, so a string exp counts as none (jwt-go's MapClaims before v4)",
+    "token.expired",
+)
+def exp_string_ignored(token: str) -> bool:
+    return isinstance(_claims(token).get("exp"), str) and _genuine_but(token, "exp")
+
+
+@accepting("nbf-string-ignored", "checks nbf only when it is a number", "token.not-yet-valid")
+def nbf_string_ignored(token: str) -> bool:
+    return isinstance(_claims(token).get("nbf"), str) and _genuine_but(token, "nbf")
+
+
+@accepting(
+    "signature-extra-bytes",
+    "compares the signature over the expected length only, so bytes appended to it are ignored",
+    "token.signature-tampered",
+)
+def signature_extra_bytes(token: str) -> bool:
+    signing_input, _, signature = token.rpartition(".")
+    try:
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    except ValueError:
+        return False
+    digest = hmac.new(TEST_SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return len(raw) > len(digest) and hmac.compare_digest(raw[: len(digest)], digest)
+
+
+@accepting(
+    "alg-none-padded",
+    "refuses alg none by exact comparison, so ' none' (padded) is an unsigned token it accepts",
+    "token.alg-none",
+)
+def alg_none_padded(token: str) -> bool:
+    alg = _header(token).get("alg")
+    return isinstance(alg, str) and alg != alg.strip() and alg.strip().lower() == "none"
+
+
+@accepting("issuer-case-insensitive", "compares iss ignoring case", "token.wrong-issuer")
+def issuer_case_insensitive(token: str) -> bool:
+    iss = _claims(token).get("iss")
+    return isinstance(iss, str) and iss.lower() == TEST_ISSUER.lower() and _genuine_but(token, "iss")
+
+
+@deployment(
+    "token-in-query",
+    "takes the token from an access_token query parameter when there is no Authorization header",
+    "token.wrong-scheme",
+)
+async def token_in_query(request: Request, proxy: FaultProxy) -> Response:
+    params = request.params
+    if request.header("authorization") is None and "access_token" in params:
+        token = params.pop("access_token")
+        request = dataclasses.replace(request, query=urlencode(params)).with_token(token)
+    return await proxy.forward(request)
+
+
+@deployment(
+    "ownership-case-insensitive",
+    "compares the path's user with sub ignoring case, and lists the token's user's sessions",
+    "ownership.list-other",
+)
+async def ownership_case_insensitive(request: Request, proxy: FaultProxy) -> Response:
+    token, user = request.token, request.path_user
+    sub = _claims(token).get("sub") if token and unverified(token) else None
+    if isinstance(sub, str) and user and user != sub and user.lower() == sub.lower():
+        request = dataclasses.replace(request, path=request.path.replace(f"/{user}/", f"/{sub}/", 1))
+    return await proxy.forward(request)
+
+
+@deployment(
+    "revoked-token-revokes-others",
+    "revoking the others does not look the token's session up, so a revoked session's token still works there",
+    "revocation.token-refused",
+)
+async def revoked_token_revokes_others(request: Request, proxy: FaultProxy) -> Response:
+    token = request.token
+    revoking_others = request.operation == "revokeOtherSessions"
+    if (
+        revoking_others
+        and token
+        and unverified(token)
+        and "sid" in _claims(token)
+        and signature_verifies(token)
+    ):
+        request = request.with_token(launder(token, sid=None))
+    return await proxy.forward(request)
+
+
+@response_deployment(
+    "problem-type-not-a-uri", "writes the title into a problem's type", "problems.media-type"
+)
+def problem_type_not_a_uri(request: Request, response: Response) -> Response:
+    if response.is_problem:
+        document = response.json()
+        return response.with_json({**document, "type": document.get("title", "Error")})
+    return response
+
+
+@response_deployment(
+    "go-sql-error-in-problem", "puts the database driver's error into a 404's detail", "problems.no-leak"
+)
+def go_sql_error_in_problem(request: Request, response: Response) -> Response:
+    if response.is_problem and response.status == 404:
+        return response.with_json(
+            {**response.json(), "detail": 'pq: relation "user_sessions" does not exist'}
+        )
+    return response
 
 
 # Correct deployments that take paths the plain one does not ------------------------------------------------
