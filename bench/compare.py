@@ -368,6 +368,20 @@ def load(url: str, case: Case, seconds: int) -> Round:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def group_cpu_seconds(group: int) -> float:
+    """CPU time (user and system) of every live process in the process group `group` (a server and the
+    workers it forked), from /proc: the server's own work per request, which the load generator sharing
+    the machine's cores does not blur as much as it blurs requests a second."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # Fields after the command's closing parenthesis: state ppid pgrp ... utime(14) stime(15).
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == group:
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_case(
     bench: Bench, case: Case, rounds: int, seconds: int, revisions: list[str]
 ) -> dict[str, list[Round]]:
@@ -381,18 +395,26 @@ def run_case(
         # Every server in every round, in an order reversed each round, so that a drift in the machine's
         # load favours none of them.
         for side in sides if i % 2 == 0 else sides[::-1]:
+            group = servers[side].process.pid  # each server leads a process group (`Bench.start`)
+            cpu = group_cpu_seconds(group)
             result = load(servers[side].url, case, seconds)
+            result["cpu_us"] = 1e6 * (group_cpu_seconds(group) - cpu) / max(result["requests"], 1)
             runs[side].append(result)
             log(
                 f"[{case.name}] round {i + 1}/{rounds} {side:24}: {result['rps']:8.1f} req/s  "
                 f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
-                f"errors {errors(result)}"
+                f"cpu {result['cpu_us']:6.0f} us/req  errors {errors(result)}"
             )
     return runs
 
 
 def median(runs: list[Round], key: str) -> float:
     return statistics.median(r[key] for r in runs)
+
+
+def cpu(runs: list[Round]) -> float:
+    """The server's median CPU time per request, in microseconds (all its processes)."""
+    return median(runs, "cpu_us")
 
 
 def errors(*runs: Round) -> int:
@@ -409,10 +431,13 @@ def report(results: dict[str, dict[str, list[Round]]]) -> tuple[str, bool]:
     lines = [
         "| case | project configuration | project req/s | yardstick req/s | floor req/s | x yardstick | x floor "
         "| project p50 ms | project p99 ms | yardstick p99 ms | floor p99 ms | p99 x yardstick "
-        "| errors (project / yardstick / floor) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| CPU us/req (project / yardstick / floor) | errors (project / yardstick / floor) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    costs = ["| case | feature | req/s with it | req/s without it | cost |", "|---|---|--:|--:|--:|"]
+    costs = [
+        "| case | feature | req/s with it | req/s without it | cost | CPU us/req with it | without it | CPU cost |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
     failed = False
     for name, runs in results.items():
         ref, floor = runs[YARDSTICK], runs[FLOOR]
@@ -429,14 +454,17 @@ def report(results: dict[str, dict[str, list[Round]]]) -> tuple[str, bool]:
                 f"| {name} | {side.partition(':')[2] or 'production at ' + side.partition('@')[2]} | {rps:.0f} | {ref_rps:.0f} | {floor_rps:.0f} "
                 f"| {rps / ref_rps:.2f} | {rps / floor_rps:.2f} | {median(project, 'p50_ms'):.2f} | {p99:.2f} "
                 f"| {ref_p99:.2f} | {floor_p99:.2f} | {p99 / ref_p99:.2f} "
+                f"| {cpu(project):.0f} / {cpu(ref):.0f} / {cpu(floor):.0f} "
                 f"| {count} / {errors(*ref)} / {errors(*floor)}{' FAIL' if bad else ''} |"
             )
         for feature, with_it, without_it in FEATURES:
             on, off = runs.get(project_side(with_it)), runs.get(project_side(without_it))
             if on and off:
                 on_rps, off_rps = median(on, "rps"), median(off, "rps")
+                on_cpu, off_cpu = cpu(on), cpu(off)
                 costs.append(
-                    f"| {name} | {feature} | {on_rps:.0f} | {off_rps:.0f} | {100 * (1 - on_rps / off_rps):.1f} % |"
+                    f"| {name} | {feature} | {on_rps:.0f} | {off_rps:.0f} | {100 * (1 - on_rps / off_rps):.1f} % "
+                    f"| {on_cpu:.0f} | {off_cpu:.0f} | {100 * (on_cpu / off_cpu - 1):.1f} % |"
                 )
     table = "\n".join(lines)
     if len(costs) > 2:

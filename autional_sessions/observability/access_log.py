@@ -9,11 +9,19 @@ context middleware calls it when each request is over.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
+import orjson
 from starlette.types import Scope
 
-from autional_sessions.observability.log_format import ACCESS_LOGGER, json_line
+from autional_sessions.observability.log_format import (
+    ACCESS_LOGGER,
+    QueuedStreamHandler,
+    json_line,
+    json_line_sink,
+    rfc3339,
+)
 from autional_sessions.observability.request_context import RequestContext
 
 
@@ -25,30 +33,45 @@ class AccessLog:
     def __init__(self, *, client_of: Callable[[Scope], str]) -> None:
         self.client_of = client_of
         self.logger = logging.getLogger(ACCESS_LOGGER)
+        # Where the lines go without a LogRecord (`log_format.json_line_sink`), found at the first line
+        # and again whenever it stops taking them (the logging configuration replaced).
+        self._sink: QueuedStreamHandler | None = None
 
     def record(self, scope: Scope, context: RequestContext, route: str, status: int, seconds: float) -> None:
         """A finished request, as the request context middleware reports it (`request_context.Recorder`)."""
         if not self.logger.isEnabledFor(logging.INFO):
             return
         method, span = scope["method"], context.span
-        # The record made directly, its fields set at once and its JSON line made by one call to orjson: no
-        # `extra` mapping checked and copied key by key, no formatter looking through the record's
-        # attributes. Writing happens off the event loop (log_format.QueuedStreamHandler).
-        record = self.logger.makeRecord(
-            ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None
-        )
-        json_line(
-            record,
-            {
-                "request_id": context.request_id,
-                "route": route,
-                "method": method,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                # The same trace context as the response's traceparent and its problem body.
-                "trace_id": span.traceparent if span else None,
-                "span_id": span.span_id if span else None,
-                "client_ip": self.client_of(scope),
-            },
-        )
-        self.logger.handle(record)
+        fields = {
+            "request_id": context.request_id,
+            "route": route,
+            "method": method,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            # The same trace context as the response's traceparent and its problem body.
+            "trace_id": span.traceparent if span else None,
+            "span_id": span.span_id if span else None,
+            "client_ip": self.client_of(scope),
+        }
+        message = f"{method} {route} {status}"
+        # Under `serve`, the line JsonFormatter would write is made here by one call to orjson and handed
+        # to the writing thread as it is: no LogRecord made, filtered and formatted. A LogRecord's making
+        # alone (its thread, process and file names) cost more than the whole line in the profile.
+        sink = self._sink
+        if sink is None or not sink.write_json_line(self._line(message, fields)):
+            self._sink = sink = json_line_sink(self.logger)
+            if sink is not None and sink.write_json_line(self._line(message, fields)):
+                return
+            # Any other configuration, or a line to redact: a record, made directly with its JSON line
+            # (log_format.json_line), which the usual handlers write.
+            record = self.logger.makeRecord(
+                ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None
+            )
+            json_line(record, fields)
+            self.logger.handle(record)
+
+    @staticmethod
+    def _line(message: str, fields: dict) -> str:
+        entry = {"time": rfc3339(time.time()), "level": "INFO", "logger": ACCESS_LOGGER, "message": message}
+        entry.update(fields)
+        return orjson.dumps(entry, default=str).decode()

@@ -11,11 +11,14 @@ anything that looks like a JWT (`RedactJwt`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import logging.config
 import queue
 import re
+import sys
+import traceback
 from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
 from typing import IO, Any
@@ -85,26 +88,98 @@ def uvicorn_log_config(level: str, fmt: str, *, queued: bool = True) -> dict[str
 class QueuedStreamHandler(QueueHandler):
     """A stream handler whose filters, formatter and writes run on a thread of its own.
 
-    The thread calling the logger (the event loop's) only captures the running request's ids, which live
-    in its context, and puts the record on a queue; a `QueueListener` thread applies this handler's
-    filters (the JWT redaction) and formatter, and writes, flushing once the queue is empty rather than
-    after every line. `close` (by `drain_logs`, or when the logging configuration is replaced) writes what
-    is queued and stops the thread; records logged after that are written at once, so nothing logged while
-    the process shuts down is lost. Arguments are formatted on the thread: log values, not objects that
-    change afterwards."""
+    The thread calling the logger only captures the running request's ids, which live in its context, and
+    hands the record over; a `QueueListener` thread applies this handler's filters (the JWT redaction) and
+    formatter, and writes. On an event loop the records are handed over in batches: the first record of a
+    batch schedules its hand-over `BATCH_SECONDS` later, on the loop, and a full batch goes at once. One
+    queue put, one wake-up of the writing thread and one flush serve a batch instead of each line: the
+    writing thread's wake-ups, each taking the GIL from the loop, cost more than the lines' formatting.
+    Off a loop (another thread, a command), a record is handed over at once.
+
+    `close` (by `drain_logs`, or when the logging configuration is replaced) hands over the pending batch,
+    writes what is queued and stops the thread; records logged after that are written at once, so nothing
+    logged while the process shuts down is lost. Arguments are formatted on the thread: log values, not
+    objects that change afterwards."""
+
+    # A line waits at most this long on the loop before its batch goes to the writing thread.
+    BATCH_SECONDS = 0.02
+    MAX_BATCH = 512
 
     def __init__(self, stream: IO[str]) -> None:
         super().__init__(queue.SimpleQueue())
         self._writer = _QueueWriter(stream, self)
-        self._listener: QueueListener | None = QueueListener(self.queue, self._writer)
+        self._listener: QueueListener | None = _BatchListener(self.queue, self._writer)
         self._listener.start()
+        # The batch being gathered, and the loop it is gathered on (a loop's callbacks never run at once,
+        # so the list needs no lock); other threads' records are queued one by one.
+        self._batch: list[logging.LogRecord | str] = []
+        self._batch_loop: asyncio.AbstractEventLoop | None = None
+        self._json_lines = False  # whether `write_json_line` may write (set with the formatter, filters)
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Filtering waits for the writing thread, with the formatting.
         if self._listener is None:
             return bool(self._writer.handle(record))
-        self.enqueue(self.prepare(record))
+        self._put(self.prepare(record))
         return True
+
+    def write_json_line(self, line: str) -> bool:
+        """Write `line`, a JSON log line made by the caller, as `JsonFormatter` would have made it from a
+        record: the access log's fast way, without a `LogRecord`. False, and nothing written, when this
+        handler would not write it as it is (another formatter, a filter other than the JWT redaction, a
+        JWT-shaped text in it, the handler closed): the caller logs a record instead."""
+        if self._listener is None or not self._json_lines or _JWT.search(line):
+            return False
+        self._put(line)
+        return True
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        super().setFormatter(fmt)
+        self._json_lines = self._writes_json_lines()
+
+    def addFilter(self, filter: Any) -> None:
+        super().addFilter(filter)
+        self._json_lines = self._writes_json_lines()
+
+    def removeFilter(self, filter: Any) -> None:
+        super().removeFilter(filter)
+        self._json_lines = self._writes_json_lines()
+
+    def _writes_json_lines(self) -> bool:
+        return isinstance(self.formatter, JsonFormatter) and all(
+            isinstance(each, RedactJwt) for each in self.filters
+        )
+
+    def _put(self, item: logging.LogRecord | str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or not self._gathers_on(loop):
+            self.enqueue(item)  # type: ignore[arg-type]  # the listener takes lines and batches too
+            return
+        batch = self._batch
+        batch.append(item)
+        if len(batch) == 1:
+            loop.call_later(self.BATCH_SECONDS, self._hand_over)
+        elif len(batch) >= self.MAX_BATCH:
+            self._hand_over()
+
+    def _gathers_on(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether records logged on `loop` are batched: the first loop to log is adopted, and another one
+        once the first is closed (its pending batch is handed over then, as no timer of it will run)."""
+        if self._batch_loop is loop:
+            return True
+        if self._batch_loop is not None and not self._batch_loop.is_closed():
+            return False
+        self._hand_over()
+        self._batch_loop = loop
+        return True
+
+    def _hand_over(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self.enqueue(batch)  # type: ignore[arg-type]  # the listener takes lists of records
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         # The request's ids, read where they are known (the formatters read them from the context
@@ -120,13 +195,35 @@ class QueuedStreamHandler(QueueHandler):
     def close(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            self._hand_over()
             listener.stop()  # writes every queued record first
         self._writer.flush()
         super().close()
 
 
+class _BatchListener(QueueListener):
+    """Writes what a `QueuedStreamHandler` hands over, a record or a batch of them, and flushes the stream
+    once the queue is empty: one write call for every line the queue held, not one per line."""
+
+    def __init__(self, queue_: queue.SimpleQueue, writer: _QueueWriter) -> None:
+        super().__init__(queue_, writer)
+        self._writer = writer
+
+    def handle(self, record: Any) -> None:
+        # `QueueListener.handle` is the documented per-item hook; the writer applies the owner's filters
+        # to records, and writes the lines that came made (`write_json_line`) as they are.
+        for each in record if isinstance(record, list) else (record,):
+            if isinstance(each, str):
+                self._writer.write_line(each)
+            else:
+                self._writer.handle(each)
+        if self.queue.empty():
+            self._writer.flush()
+
+
 class _QueueWriter(logging.StreamHandler):
-    """The writing end of a `QueuedStreamHandler`, with its filters and formatter."""
+    """The writing end of a `QueuedStreamHandler`: its filters and formatter (set on the owner) are
+    applied here, on the listener's thread; the stream is flushed by the listener, not after each line."""
 
     def __init__(self, stream: IO[str], owner: QueuedStreamHandler) -> None:
         super().__init__(stream)
@@ -138,10 +235,34 @@ class _QueueWriter(logging.StreamHandler):
     def format(self, record: logging.LogRecord) -> str:
         return self._owner.format(record)
 
-    def flush(self) -> None:
-        # One write for every line the queue held, instead of one per line.
-        if self._owner.queue.empty():
-            super().flush()
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+
+    def write_line(self, line: str) -> None:
+        try:
+            self.stream.write(line + self.terminator)
+        except Exception:
+            # As `handleError` does for a record: a write error is reported, never raised at the logger.
+            if logging.raiseExceptions:
+                traceback.print_exc(file=sys.stderr)
+
+
+def json_line_sink(logger: logging.Logger) -> QueuedStreamHandler | None:
+    """The one handler a record of `logger` reaches, when it is a `QueuedStreamHandler` that takes made JSON
+    lines (`write_json_line`): no handler or filter on the way but the root logger's one handler. None
+    when the logging configuration is any other (a test's, an operator's own), which records then serve."""
+    current: logging.Logger | None = logger
+    while current is not None and current is not logging.root:
+        if current.handlers or current.filters or not current.propagate:
+            return None
+        current = current.parent
+    handlers = logging.root.handlers
+    if logging.root.filters or len(handlers) != 1 or not isinstance(handlers[0], QueuedStreamHandler):
+        return None
+    return handlers[0]
 
 
 def drain_logs() -> None:
@@ -202,7 +323,7 @@ class JsonFormatter(_Formatter):
         if line is not None:
             return line
         entry: dict[str, Any] = {
-            "time": _rfc3339(record.created),
+            "time": rfc3339(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -221,7 +342,7 @@ class TextFormatter(_Formatter):
     the lines below."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_rfc3339(record.created)} {record.levelname:<8} {record.name}: {record.getMessage()}"
+        line = f"{rfc3339(record.created)} {record.levelname:<8} {record.name}: {record.getMessage()}"
         fields = " ".join(f"{name}={value}" for name, value in _fields(record).items() if value is not None)
         if fields:
             line = f"{line}  {fields}"
@@ -251,7 +372,7 @@ def json_line(record: logging.LogRecord, fields: dict[str, Any]) -> None:
     `JsonFormatter` would write, made with one call to orjson and no look at the record's attributes. A
     line with anything shaped like a JWT in it is made again, redacted, by the usual path."""
     entry = {
-        "time": _rfc3339(record.created),
+        "time": rfc3339(record.created),
         "level": record.levelname,
         "logger": record.name,
         "message": record.getMessage(),
@@ -261,7 +382,8 @@ def json_line(record: logging.LogRecord, fields: dict[str, Any]) -> None:
     record.__dict__[PREFORMATTED] = orjson.dumps(entry, default=str).decode()
 
 
-def _rfc3339(timestamp: float) -> str:
+def rfc3339(timestamp: float) -> str:
+    """A log line's time: RFC 3339, UTC, to the millisecond."""
     second = int(timestamp)
     return f"{_utc_second(second)}.{int((timestamp - second) * 1000):03d}Z"
 

@@ -14,8 +14,9 @@ sys.modules[spec.name] = compare
 spec.loader.exec_module(compare)
 
 
-def rounds(rps: float, p99: float = 10.0, non_2xx: int = 0) -> list[dict[str, float]]:
+def rounds(rps: float, p99: float = 10.0, non_2xx: int = 0, cpu_us: float = 500.0) -> list[dict[str, float]]:
     one = {
+        "cpu_us": cpu_us,
         "rps": rps,
         "p50_ms": p99 / 2,
         "p99_ms": p99,
@@ -29,8 +30,8 @@ def rounds(rps: float, p99: float = 10.0, non_2xx: int = 0) -> list[dict[str, fl
 def test_each_configuration_is_a_row_beside_the_yardstick_and_the_floor_and_each_feature_has_its_cost():
     results = {
         "sqlite-20": {
-            "project:production": rounds(900),
-            "project:no-access-log": rounds(1000),
+            "project:production": rounds(900, cpu_us=660),
+            "project:no-access-log": rounds(1000, cpu_us=600),
             "project:no-rate-limits": rounds(950),
             "yardstick": rounds(1000, p99=20),
             "floor": rounds(1500),
@@ -41,11 +42,11 @@ def test_each_configuration_is_a_row_beside_the_yardstick_and_the_floor_and_each
 
     assert not failed
     assert (
-        "| sqlite-20 | production | 900 | 1000 | 1500 | 0.90 | 0.60 | 5.00 | 10.00 | 20.00 | 10.00 | 0.50 | 0 / 0 / 0 |"
-        in table
+        "| sqlite-20 | production | 900 | 1000 | 1500 | 0.90 | 0.60 | 5.00 | 10.00 | 20.00 | 10.00 | 0.50 "
+        "| 660 / 500 / 500 | 0 / 0 / 0 |" in table
     )
-    assert "| sqlite-20 | access log | 900 | 1000 | 10.0 % |" in table
-    assert "| sqlite-20 | rate limits in memory | 900 | 950 | 5.3 % |" in table
+    assert "| sqlite-20 | access log | 900 | 1000 | 10.0 % | 660 | 600 | 10.0 % |" in table
+    assert "| sqlite-20 | rate limits in memory | 900 | 950 | 5.3 % | 660 | 500 | 32.0 % |" in table
     assert "rate limits in Redis" not in table  # not measured in this run
 
 
@@ -57,3 +58,21 @@ def test_an_error_of_the_project_at_256_connections_fails_the_run_and_one_of_the
     table, failed = compare.report({"sqlite-20-c256": bad})
     assert failed
     assert "| 3 / 9 / 0 FAIL |" in table
+
+
+def test_a_server_s_cpu_time_counts_every_process_of_its_group():
+    import os
+    import subprocess
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        before = compare.group_cpu_seconds(child.pid)
+        deadline = time.monotonic() + 30
+        while compare.group_cpu_seconds(child.pid) < before + 0.2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert compare.group_cpu_seconds(child.pid) >= before + 0.2
+        assert compare.group_cpu_seconds(os.getpgrp()) > 0  # this process's own group, not the child's
+    finally:
+        child.kill()
+        child.wait()

@@ -3,9 +3,11 @@ any line, a readable text form, and a configuration uvicorn takes."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import logging.config
 import pickle
 import re
 from collections.abc import Callable, Iterator
@@ -310,3 +312,106 @@ def test_an_access_line_with_a_jwt_shaped_request_id_is_redacted_like_any_other(
     assert line["request_id"] == JWT_REDACTED
     assert line["route"] == SESSIONS_TEMPLATE
     assert short_jwt not in output.getvalue()
+
+
+@pytest.fixture
+def served_output(restored_logging) -> Iterator[tuple[io.StringIO, QueuedStreamHandler]]:
+    """The logging configuration `serve` gives its workers (JSON lines written by a thread), to a stream."""
+    stream = io.StringIO()
+    config = uvicorn_log_config("info", "json")
+    config["handlers"]["default"]["stream"] = stream
+    logging.config.dictConfig(config)
+    (handler,) = logging.getLogger().handlers
+    assert isinstance(handler, QueuedStreamHandler)
+    yield stream, handler
+    handler.close()
+
+
+def test_under_serve_the_access_line_is_made_without_a_log_record_and_reads_as_the_formatter_s(
+    served_output, monkeypatch
+):
+    stream, handler = served_output
+    # pytest's own capture handlers aside: the root's one handler is serve's, as in a worker.
+    monkeypatch.setattr(logging.getLogger(), "handlers", [handler])
+    # The made line goes straight to the handler: a LogRecord made for it would fail the request.
+    monkeypatch.setattr(logging.getLogger(ACCESS_LOGGER), "makeRecord", None)
+    app = access_app()
+
+    response = call(
+        app, "GET", f"/sessions/user/{SECRET_USER}/sessions", headers={"traceparent": TRACEPARENT}
+    )
+    call(app, "GET", "/broken")
+    handler.close()
+
+    first, second = access_lines(stream)
+    assert list(first) == [
+        "time", "level", "logger", "message", "request_id", "route", "method", "status", "duration_ms",
+        "trace_id", "span_id", "client_ip",
+    ]  # fmt: skip
+    assert RFC3339_UTC_MS.fullmatch(first["time"])
+    assert (first["level"], first["message"]) == ("INFO", f"GET {SESSIONS_TEMPLATE} 200")
+    assert first["request_id"] == response.headers["X-Request-ID"]
+    assert first["trace_id"] == response.headers["traceparent"]
+    assert (first["client_ip"], second["route"], second["status"]) == ("127.0.0.1", "/broken", 500)
+    assert SECRET_USER not in json.dumps([first, second])  # (the test client's own log line names it)
+
+
+def test_under_serve_an_access_line_with_a_jwt_shaped_field_is_redacted(served_output):
+    stream, handler = served_output
+    short_jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+
+    call(access_app(), "GET", f"/sessions/user/{SECRET_USER}/sessions", headers={"X-Request-ID": short_jwt})
+    handler.close()
+
+    (line,) = access_lines(stream)
+    assert line["request_id"] == JWT_REDACTED
+    assert short_jwt not in stream.getvalue()
+
+
+def test_on_an_event_loop_records_and_made_lines_are_written_in_order_by_batches_and_all_by_the_close():
+    stream = io.StringIO()
+    handler = QueuedStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactJwt())
+    logger = logging.getLogger(f"{LOGGER}.batched")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    count = handler.MAX_BATCH * 2 + 10  # full batches, and one only its timer or the close hands over
+
+    async def log_on_the_loop() -> int:
+        for n in range(count):
+            if n % 2:
+                logger.info("record %d", n)
+            else:
+                assert handler.write_json_line(json.dumps({"message": f"line {n}"}))
+        # A full batch goes at once; the rest waits on the loop for its timer.
+        await asyncio.sleep(0)
+        return len(lines(stream))
+
+    try:
+        written_on_the_loop = asyncio.run(log_on_the_loop())
+        handler.close()
+    finally:
+        logger.removeHandler(handler)
+
+    assert written_on_the_loop <= handler.MAX_BATCH * 2
+    messages = [line["message"] for line in lines(stream)]
+    assert messages == [f"{'record' if n % 2 else 'line'} {n}" for n in range(count)]
+
+
+def test_a_made_line_is_refused_where_the_handler_would_not_write_it_as_it_is():
+    handler = QueuedStreamHandler(io.StringIO())
+    try:
+        assert not handler.write_json_line('{"message": "no formatter yet"}')
+        handler.setFormatter(TextFormatter())
+        assert not handler.write_json_line('{"message": "text lines"}')
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(RedactJwt())
+        assert handler.write_json_line('{"message": "json lines"}')
+        assert not handler.write_json_line(json.dumps({"message": JWT}))
+        handler.addFilter(logging.Filter("another"))
+        assert not handler.write_json_line('{"message": "a filter of another kind"}')
+    finally:
+        handler.close()
+    assert not handler.write_json_line('{"message": "closed"}')
