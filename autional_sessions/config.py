@@ -50,6 +50,9 @@ class Settings:
     jwt_audience: str | None = None
     # Seconds of clock skew tolerated on exp/nbf/iat (RFC 7519 §4.1.4 allows "a small leeway").
     jwt_leeway: int = 0
+    # Verified tokens a worker keeps, so that a client's next request with its token skips the signature
+    # (security/verified_tokens.py); 0 verifies every request's token in full.
+    jwt_cache_size: int = 4096
     service_name: str = SERVICE_NAME
     # Relative by default (RFC 9457 allows a URI reference): a problem's type resolves against the
     # server that sent it, which serves its page. Published docs elsewhere: set their address.
@@ -119,6 +122,9 @@ class Settings:
             jwt_issuer=env.get("AUTIONAL_JWT_ISSUER") or None,
             jwt_audience=env.get("AUTIONAL_JWT_AUDIENCE") or None,
             jwt_leeway=_int(env, "AUTIONAL_JWT_LEEWAY", cls.jwt_leeway, minimum=0, maximum=300),
+            jwt_cache_size=_int(
+                env, "AUTIONAL_JWT_CACHE_SIZE", cls.jwt_cache_size, minimum=0, maximum=1_000_000
+            ),
             service_name=env.get("AUTIONAL_SERVICE_NAME", SERVICE_NAME),
             problem_base_uri=problem_base_uri,
             db_pool_size=_int(env, "AUTIONAL_DB_POOL_SIZE", cls.db_pool_size, minimum=1, maximum=1000),

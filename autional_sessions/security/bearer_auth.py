@@ -10,6 +10,7 @@ claim, which rule) without telling an attacker which key or secret came close.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from autional_sessions.config import MIN_HS_SECRET_BYTES, ConfigError, Settings
 from autional_sessions.problems.factory import ProblemError
 from autional_sessions.problems.languages import N_, Args, Text
 from autional_sessions.security.token_keys import KeysUnavailable, UnknownKey, public_keys
+from autional_sessions.security.verified_tokens import VerifiedTokens
 
 REALM = "autional-sessions"
 MISSING_CHALLENGE = f'Bearer realm="{REALM}"'
@@ -77,8 +79,36 @@ class TokenVerifier:
         self._session_active = session_active
         self._first_algorithm = settings.jwt_algorithms[0]
         self._jwt = jwt.PyJWT()
+        self._verified = VerifiedTokens(settings.jwt_cache_size, settings.jwt_leeway)
 
     async def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims (a copy of its own), or a 401 problem; a token this worker verified before
+        skips its signature (`verified_tokens`), never its time window, its key or its session."""
+        claims: dict[str, Any] | None = None
+        known = self._verified.get(token, time.time())
+        if known is not None:
+            # An HMAC secret is fixed at start-up; a public key must still be the one its kid names.
+            if known.algorithm in MIN_HS_SECRET_BYTES or known.key is await self._key_for(
+                known.algorithm, known.kid
+            ):
+                claims = known.claims
+            else:
+                self._verified.forget(token)
+        if claims is None:
+            claims = await self._verify_in_full(token)
+        session_id = claims.get("sid")
+        if (
+            session_id is not None
+            and self._session_active is not None
+            and not await self._session_active(claims["sub"], session_id)
+        ):
+            raise invalid_token(
+                "session-ended", N_("session-ended", "The session of this token has ended; sign in again")
+            )
+        return dict(claims)
+
+    async def _verify_in_full(self, token: str) -> dict[str, Any]:
+        """Every check of the token but its session's; its claims, kept for its next requests."""
         if len(token) > self._max_bytes:
             raise invalid_token(
                 "invalid-token", N_("invalid-token", "The token is larger than this server accepts")
@@ -139,15 +169,11 @@ class TokenVerifier:
                 "invalid-token", N_("invalid-token", "The token tenant claim is not a tenant ID")
             )
         session_id = claims.get("sid")
-        if session_id is not None:
-            if not isinstance(session_id, str) or not session_id:
-                raise invalid_token(
-                    "invalid-token", N_("invalid-token", "The token sid claim is not a session ID")
-                )
-            if self._session_active is not None and not await self._session_active(subject, session_id):
-                raise invalid_token(
-                    "session-ended", N_("session-ended", "The session of this token has ended; sign in again")
-                )
+        if session_id is not None and (not isinstance(session_id, str) or not session_id):
+            raise invalid_token(
+                "invalid-token", N_("invalid-token", "The token sid claim is not a session ID")
+            )
+        self._verified.add(token, claims, algorithm, header.get("kid"), key)
         return claims
 
     async def _key_for(self, algorithm: str, kid: Any) -> Any:

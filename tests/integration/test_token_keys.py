@@ -294,6 +294,24 @@ def test_a_key_published_after_start_is_accepted_without_a_restart(jwks, keys):
     assert jwks.requests == 2
 
 
+def test_a_kept_token_is_refused_once_its_key_is_withdrawn_from_the_jwks(jwks, keys):
+    jwks.publish(("k-old", keys["RSA"], "RS256"), ("k-new", keys["P-256"], "ES256"))
+    verifier = jwks_verifier(jwks.url, refresh_seconds=0.2, min_refetch_seconds=0)
+    token = signed(keys["RSA"], "RS256", "k-old")
+
+    async def scenario() -> ProblemError:
+        assert (await verifier.verify(token))["sub"] == "usr_keys"  # verified once, and kept
+        jwks.publish(("k-new", keys["P-256"], "ES256"))
+        await asyncio.sleep(0.3)
+        await verifier.verify(signed(keys["P-256"], "ES256", "k-new"))  # the stale set is fetched again
+        await asyncio.sleep(0.1)
+        with pytest.raises(ProblemError) as raised:
+            await verifier.verify(token)
+        return raised.value
+
+    assert asyncio.run(scenario()).detail == "The token is signed with a key this server does not know"
+
+
 def test_a_flood_of_unknown_kids_fetches_the_jwks_only_a_few_times(jwks, keys):
     jwks.publish(("k-rsa", keys["RSA"], "RS256"))
     verifier = jwks_verifier(jwks.url)
