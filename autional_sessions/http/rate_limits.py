@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,7 +53,7 @@ class _Budget:
             keys.append(("sub", subject))
         if limits is self.limits:
             decisions = list(zip(keys, await limits.check_many(keys), strict=True))
-        else:  # limits of their own for subjects (a test's): one call each
+        else:  # limits of their own for subjects: one call each
             decisions = [(key, await (self.limits if key[0] == "ip" else limits).check(*key)) for key in keys]
         # A key whose storage is unavailable goes unlimited, and without headers.
         self.decisions = [(kind, d) for (kind, _), d in decisions if d is not None]
@@ -69,13 +68,27 @@ class _Budget:
                     headers=decision.headers(),
                 )
 
-    def headers(self) -> dict[str, str]:
-        """The headers of the budget that runs out first (the subject's, of two that run out together)."""
+    def tightest(self) -> Decision | None:
+        """The budget that runs out first (the subject's, of two that run out together)."""
         tightest: Decision | None = None
         for _kind, decision in self.decisions:
             if tightest is None or decision.remaining <= tightest.remaining:
                 tightest = decision
+        return tightest
+
+    def headers(self) -> dict[str, str]:
+        tightest = self.tightest()
         return tightest.headers() if tightest else {}
+
+    def stamp(self, message: Message) -> None:
+        """Put the budget's headers on a response's start message, in place of any an inner layer set
+        (a 429's own): one pass over the raw headers."""
+        tightest = self.tightest()
+        if tightest is None:
+            return
+        ours = tightest.raw_headers()
+        names = {name for name, _ in ours}
+        message["headers"] = [h for h in message.get("headers", ()) if h[0].lower() not in names] + ours
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("autional_rate_limit_budget", default=None)
@@ -113,7 +126,7 @@ class ClientRateLimitMiddleware:
             if message["type"] == "http.response.start":
                 if not budget.counted:  # an app that answered without the subject's middleware
                     await budget.count(None, self.limits, self.on_refusal)
-                MutableHeaders(scope=message).update(budget.headers())
+                budget.stamp(message)
             await send(message)
 
         try:

@@ -98,7 +98,7 @@ return result
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The outcome of one counted request, and what the caller is told about its budget."""
 
@@ -121,6 +121,10 @@ class Decision:
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after)
         return headers
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """`headers` as an ASGI message carries them: lower-case names, bytes."""
+        return [(name.lower().encode(), value.encode()) for name, value in self.headers().items()]
 
 
 def _decision(
@@ -155,10 +159,11 @@ class _MemoryCounter:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._windows: dict[str, list[float]] = {}  # key -> [current window's start, previous count, count]
+        # (kind, identity) -> [current window's start, previous count, count]
+        self._windows: dict[tuple[str, str], list[float]] = {}
         self._sweep_at = 0.0
 
-    async def hit(self, item: RateLimitItem, keys: Sequence[str], cost: int) -> list[Decision | None]:
+    def hit(self, item: RateLimitItem, keys: Sequence[tuple[str, str]], cost: int) -> list[Decision | None]:
         now = self._clock()
         expiry = item.get_expiry()
         if now >= self._sweep_at:
@@ -256,17 +261,17 @@ class RateLimits:
         return (await self._hit([(kind, identity)], cost))[0]
 
     async def check_many(self, keys: Sequence[tuple[str, str]]) -> list[Decision | None]:
-        """`check` for each (kind, identity) key of one request: in Redis, all in one round trip."""
-        if self._redis_url is None:  # no round trip to save
-            return [await self.check(kind, identity) for kind, identity in keys]
+        """`check` for each (kind, identity) key of one request, in one call (in Redis, one round trip)."""
         return await self._hit(keys, 1)
 
     async def _hit(self, keys: Sequence[tuple[str, str]], cost: int) -> list[Decision | None]:
+        counter = self._counter
+        if self._redis_url is None:  # in memory: nothing to wait for, nothing that fails
+            assert isinstance(counter, _MemoryCounter)
+            return counter.hit(self._item, keys, cost)
         if time.monotonic() < self._resume_at:
             return [None] * len(keys)
         counter = self._limiter_for_running_loop()
-        if isinstance(counter, _MemoryCounter):  # nothing to wait for
-            return await counter.hit(self._item, [self._item.key_for(*key) for key in keys], cost)
         try:
             async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
                 return await counter.hit(self._item, [self._item.key_for(*key) for key in keys], cost)
@@ -279,12 +284,9 @@ class RateLimits:
             self._counter.close()
             self._counter = self._loop = None
 
-    def _limiter_for_running_loop(self) -> _MemoryCounter | _RedisCounter:
-        if self._redis_url is None:
-            assert self._counter is not None
-            return self._counter
+    def _limiter_for_running_loop(self) -> _RedisCounter:
         loop = asyncio.get_running_loop()
-        if self._counter is None or self._loop is not loop:
+        if not isinstance(self._counter, _RedisCounter) or self._loop is not loop:
             if self._counter is not None:
                 self._counter.close()
             self._counter = _RedisCounter(self._redis_url, self._key_prefix)
