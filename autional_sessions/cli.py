@@ -215,10 +215,15 @@ def _serve(args: argparse.Namespace) -> int:
     # itself.)
     TokenVerifier(settings)
     # Before anything imports prometheus_client: every worker process counts into files of this
-    # directory, and /metrics adds them up, whichever worker answers the scrape.
+    # directory, and /metrics adds them up, whichever worker answers the scrape. One worker is this very
+    # process (uvicorn runs the app in it), which counts in memory: no file written on every request.
     # Empty is unset: not the working directory, whose *.db files (a SQLite database) would be taken for stale
     # metrics and deleted.
-    prepare_multiprocess_dir(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
+    shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    if args.workers > 1 or shared_dir:
+        prepare_multiprocess_dir(shared_dir)
+    else:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
     from autional_sessions.observability.log_format import configure_logging, uvicorn_log_config
 

@@ -105,7 +105,8 @@ def test_two_workers_log_json_lines_and_share_their_metrics(database, database_u
             statuses = [client.get(url, headers=headers).status_code for _ in range(20)]
             revoke = client.delete(f"{url}/sess_serve_secret_2", headers=headers)
             scrapes = [client.get(f"{server.url}/metrics").text for _ in range(4)]
-        log = server.log()
+    # Read once the server has stopped: lines are written by a thread, in batches, and all by the exit.
+    log = server.log()
 
     assert statuses == [200] * 20 and revoke.status_code == 204
     # Whichever worker answers the scrape, it counts the requests of both.
@@ -170,9 +171,10 @@ def test_sigterm_removes_the_temporary_metrics_directory(database_url, tmp_path)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {"TMPDIR": str(scratch), "PROMETHEUS_MULTIPROC_DIR": ""}
-    server = Server(database_url, tmp_path / "server.log", workers=1, env=env)
+    server = Server(database_url, tmp_path / "server.log", workers=2, env=env)
     try:
         server.wait_ready()
+        wait_for_workers(server, 2)
         (directory,) = scratch.glob("autional-sessions-metrics-*")
         os.kill(server.process.pid, signal.SIGTERM)
         assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)
@@ -182,3 +184,24 @@ def test_sigterm_removes_the_temporary_metrics_directory(database_url, tmp_path)
     assert not directory.exists(), server.log()
     # The notice of a dependency's test helper is silenced in the serving process.
     assert "StarletteDeprecationWarning" not in server.log()
+
+
+@pytest.mark.slow
+def test_one_worker_counts_its_metrics_in_memory_and_writes_no_files(
+    database, database_url, tmp_path, auth_headers
+):
+    add_user(USER)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch), "PROMETHEUS_MULTIPROC_DIR": ""}
+    with (
+        running_server(database_url, tmp_path / "server.log", workers=1, env=env) as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        for _ in range(3):
+            client.get(f"/sessions/user/{USER}/sessions", headers=auth_headers(USER))
+        scrape = client.get("/metrics").text
+
+    assert not list(scratch.iterdir())  # no directory of files shared with other workers
+    series = 'autional_sessions_http_requests_total{method="GET",route="/sessions/user/{user_id}/sessions",status="200"}'
+    assert f"{series} 3.0" in scrape
