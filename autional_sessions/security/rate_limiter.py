@@ -199,13 +199,19 @@ class _MemoryCounter:
 
 
 class _RedisCounter:
-    """The same counter in Redis, every key of a call in one round trip. A client's connections belong to
-    the event loop that opened them, so a counter serves one loop."""
+    """The same counter in Redis. The keys of every request that asks in one iteration of the event loop
+    go in one script call, one round trip: with many requests in flight, the client's per-command cost
+    is paid once for all of them, not once each. A client's connections belong to the event loop that
+    opened them, so a counter serves one loop."""
 
     def __init__(self, redis_url: str, key_prefix: str) -> None:
         self._client = coredis.Redis.from_url(redis_url)
         self._script = self._client.register_script(_SLIDING_WINDOW_LUA)
         self._key_prefix = key_prefix
+        # The hits waiting for this loop iteration's call, by the script's arguments (limit, window,
+        # cost): each request's Redis keys and the future its answers go to.
+        self._pending: dict[tuple[int, int, int], list[tuple[list[str], asyncio.Future]]] = {}
+        self._calls: set[asyncio.Task] = set()
 
     async def hit(self, item: RateLimitItem, keys: Sequence[str], cost: int) -> list[Decision | None]:
         redis_keys = []
@@ -213,11 +219,50 @@ class _RedisCounter:
             # One hash tag for a key's two windows: on a Redis Cluster both live on one node.
             current = f"{self._key_prefix}:{{{key}}}"
             redis_keys += [f"{current}/-1", current]
-        answers = await self._script(keys=redis_keys, args=[item.amount, item.get_expiry(), cost])
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._call)
+        self._pending.setdefault((item.amount, item.get_expiry(), cost), []).append((redis_keys, answer))
+        answers = await answer
         return [
             _decision(item, bool(allowed), previous, previous_ttl / 1000, current, current_ttl / 1000)
             for allowed, previous, previous_ttl, current, current_ttl in answers
         ]
+
+    def _call(self) -> None:
+        pending, self._pending = self._pending, {}
+        for arguments, hits in pending.items():
+            call = asyncio.ensure_future(self._run(arguments, hits))
+            self._calls.add(call)  # held until done: the loop keeps only a weak reference to a task
+            call.add_done_callback(self._calls.discard)
+
+    async def _run(
+        self, arguments: tuple[int, int, int], hits: list[tuple[list[str], asyncio.Future]]
+    ) -> None:
+        # The script counts the pairs of KEYS in order, so two requests of one client in the same call
+        # are counted one after the other, as two calls would.
+        keys = [key for redis_keys, _ in hits for key in redis_keys]
+        try:
+            # Bounded on its own: the requests waiting for it give up at their own timeout, and the
+            # call must not outlive them on a Redis that does not answer.
+            async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
+                answers = await self._script(keys=keys, args=list(arguments))
+        except asyncio.CancelledError:
+            for _, answer in hits:
+                answer.cancel()
+            raise
+        except Exception as exc:
+            for _, answer in hits:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        start = 0
+        for redis_keys, answer in hits:
+            end = start + len(redis_keys) // 2
+            if not answer.done():  # its request gave up waiting
+                answer.set_result(answers[start:end])
+            start = end
 
     def close(self) -> None:
         # Closing the sockets is all a client of a loop that is gone can have: no round trip on a dead

@@ -116,6 +116,35 @@ def test_two_instances_on_one_redis_share_one_budget(key_prefix):
     assert [(d.allowed, d.remaining) for d in decisions if d] == [(True, 2), (True, 1), (True, 0), (False, 0)]
 
 
+def test_requests_asking_in_one_loop_iteration_share_one_round_trip_and_are_counted_in_order(key_prefix):
+    limits = RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
+
+    async def at_once() -> tuple[list[list[Decision | None]], int]:
+        counter = limits._limiter_for_running_loop()
+        script, calls = counter._script, []
+
+        async def counted(**arguments):
+            calls.append(arguments["keys"])
+            return await script(**arguments)
+
+        counter._script = counted
+        try:
+            keys = [("ip", "203.0.113.7"), ("sub", "usr_1")]
+            found = await asyncio.gather(*(limits.check_many(keys) for _ in range(4)))
+            return found, len(calls)
+        finally:
+            await limits.close()
+
+    found, calls = asyncio.run(at_once())
+
+    assert calls == 1
+    # One client's requests, counted one after the other within the call: the fourth is over the limit.
+    assert [[d.allowed for d in decisions if d] for decisions in found] == [[True, True]] * 3 + [
+        [False, False]
+    ]
+    assert [decisions[0].remaining for decisions in found if decisions[0]] == [2, 1, 0, 0]
+
+
 def test_one_instance_keeps_counting_from_one_event_loop_to_the_next(key_prefix):
     # A Redis client belongs to the loop that opened it; the limiter makes one for each loop it runs on.
     limits = RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
