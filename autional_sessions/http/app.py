@@ -32,7 +32,6 @@ from connexion.middleware.response_validation import ResponseValidationMiddlewar
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.security import SecurityMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
-from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
@@ -45,6 +44,7 @@ from autional_sessions.db.revocations import SessionRevocations
 from autional_sessions.db.store import Store, open_store
 from autional_sessions.http.client_address import ClientAddress
 from autional_sessions.http.dispatch import OperationDispatcher
+from autional_sessions.http.docs_ui import SwaggerUIPassThrough
 from autional_sessions.http.error_handlers import add_error_handlers, allowed_methods, last_resort
 from autional_sessions.http.handler_resolver import resolver
 from autional_sessions.http.parameter_validation import ParameterValidationMiddleware
@@ -249,7 +249,7 @@ def middleware_stack(
         *([functools.partial(CORSMiddleware, **cors)] if cors else []),
         ExceptionMiddleware,
         *([functools.partial(ServiceRoutesMiddleware, routes=service_routes)] if service_routes else []),
-        SwaggerUIMiddleware,
+        SwaggerUIPassThrough,
         *by_address,
         RoutingMiddleware,
         SecurityMiddleware,

@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 
 from autional_sessions.http.app import middleware_stack
 from autional_sessions.http.dispatch import OperationDispatcher
+from autional_sessions.http.docs_ui import SwaggerUIPassThrough
 from autional_sessions.http.parameter_validation import ParameterValidationMiddleware
 from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
 from autional_sessions.http.service_routes import ServiceRoutesMiddleware
@@ -91,13 +92,15 @@ def app_for(operation_id: str, counter: list) -> ConnexionMiddleware:
     return app
 
 
-def test_the_stack_is_connexions_default_with_two_documented_swaps():
+def test_the_stack_is_connexions_default_with_three_documented_swaps():
     # If a Connexion release adds a middleware to its default stack (say a security one), this fails, so
     # that the addition is looked at rather than silently left out of this server.
+    swaps = {
+        RequestValidationMiddleware: ParameterValidationMiddleware,
+        SwaggerUIMiddleware: SwaggerUIPassThrough,
+    }
     expected = [
-        ParameterValidationMiddleware if m is RequestValidationMiddleware else m
-        for m in ConnexionMiddleware.default_middlewares
-        if m is not ContextMiddleware
+        swaps.get(m, m) for m in ConnexionMiddleware.default_middlewares if m is not ContextMiddleware
     ]
 
     async def last_resort(_request, _exc):
@@ -134,7 +137,7 @@ def test_every_layer_is_in_one_list_outermost_first():
         CORSMiddleware,
         ExceptionMiddleware,
         ServiceRoutesMiddleware,
-        SwaggerUIMiddleware,
+        SwaggerUIPassThrough,
         ClientRateLimitMiddleware,
         RoutingMiddleware,
         SecurityMiddleware,
@@ -144,6 +147,24 @@ def test_every_layer_is_in_one_list_outermost_first():
         LifespanMiddleware,
     ]
     assert stack[0].keywords["unrecorded_paths"] == {"/metrics"}
+
+
+def test_the_swagger_ui_layer_passes_api_paths_straight_to_the_next_layer_and_still_serves_the_docs():
+    # SwaggerUIPassThrough subclasses Connexion's middleware and reads its `app` and `router`: if a
+    # release renames them or shapes the router otherwise, this fails.
+    app = app_for(f"{HERE}.echo", [])
+    app.app, app.middleware_stack = app._build_middleware_stack()
+    layers = list(app.middleware_stack)
+    (index,) = [i for i, layer in enumerate(layers) if isinstance(layer, SwaggerUIPassThrough)]
+    docs = layers[index]
+
+    assert isinstance(docs, SwaggerUIMiddleware)
+    assert docs.app is layers[index + 1]
+    assert docs.segments == {"ui", "openapi.json", "openapi.yaml"}
+    with TestClient(app) as client:
+        assert client.get("/ui/").status_code == 200
+        assert client.get("/openapi.json").json()["info"]["title"] == "stack"
+        assert client.get("/items/7", headers={"X-Tenant": "t"}).json()["item_id"] == 7
 
 
 def test_header_query_path_and_cookie_parameters_reach_the_handler_typed():
