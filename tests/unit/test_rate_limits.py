@@ -293,3 +293,12 @@ def test_at_a_windows_edge_the_previous_windows_count_is_weighted_by_what_is_lef
     assert hits(2) == [True, False]
     now[0] += 60.0  # a window later: the previous window (2) is half gone
     assert hits(4) == [True, True, True, False]
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_a_decision_s_raw_headers_are_its_headers_as_an_asgi_message_carries_them(allowed):
+    decision = Decision(allowed=allowed, limit=120, remaining=0 if not allowed else 7, reset_after=0)
+
+    assert decision.raw_headers() == [
+        (name.lower().encode(), value.encode()) for name, value in decision.headers().items()
+    ]

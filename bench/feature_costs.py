@@ -1,0 +1,181 @@
+"""What each production feature costs a request, measured in one process, without the network or the load
+generator: CPU time per request of the app with every feature, and without each one in turn.
+
+`make bench` measures throughput over HTTP, with wrk sharing the machine's two cores with the server, and
+a configuration's rounds spread by several per cent: too much to tell a 3 % feature from a 6 % one. Here
+the apps of every configuration are built in one process, on one seeded SQLite database (the bench's data:
+2,000 users x 25 sessions), and called as uvicorn calls them (an ASGI scope, a random user and its own
+token per request), in blocks interleaved round-robin so that a drift of the machine favours none; the
+median block's CPU time per request is each configuration's figure. What it leaves out, uvicorn's HTTP
+parsing and writing, is the same for every configuration: the difference between two configurations is
+the feature's own cost, and its share of the production configuration's full cost per request is what
+`make bench`'s CPU column shows for it.
+
+    .venv/bin/python bench/feature_costs.py
+    .venv/bin/python bench/feature_costs.py --blocks 30 --requests 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import logging.config
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jwt
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from compare import AUDIENCE, BIN, ISSUER, JWT_ENV, RATE_LIMIT, SECRET, SESSIONS, USER_FORMAT, USERS  # noqa: E402
+
+# What each configuration leaves out of production (access log at info, rate limits in memory, metrics).
+CONFIGS = {
+    "production": set(),
+    "no-access-log": {"access log"},
+    "no-rate-limits": {"rate limits"},
+    "no-metrics": {"metrics"},
+    "light": {"access log", "rate limits"},
+}
+
+
+def seed(directory: Path) -> str:
+    url = f"sqlite:///{directory}/features.db"
+    env = {**os.environ, **JWT_ENV, "AUTIONAL_DATABASE_URL": url}
+    cli = str(BIN / "autional-sessions")
+    subprocess.run([cli, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    seed_args = ["seed", "--users", str(USERS), "--sessions-per-user", str(SESSIONS)]
+    subprocess.run([cli, *seed_args], env=env, check=True, stdout=subprocess.DEVNULL)
+    return url
+
+
+def build_apps(url: str, log_path: Path) -> dict:
+    # Logging as `serve` sets it up in a worker (JSON lines written by a thread), to a file.
+    os.environ.update({**JWT_ENV, "AUTIONAL_DATABASE_URL": url})
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one process: metrics in memory, as `serve --workers 1`
+    from autional_sessions.config import Settings
+    from autional_sessions.http.app import create_app
+    from autional_sessions.observability.log_format import uvicorn_log_config
+
+    config = uvicorn_log_config("info", "json")
+    config["handlers"]["default"]["stream"] = log_path.open("w")
+    logging.config.dictConfig(config)
+    base = Settings.from_env()
+    apps = {}
+    for name, without in CONFIGS.items():
+        settings = Settings(
+            **{
+                **base.__dict__,
+                "rate_limit": None if "rate limits" in without else RATE_LIMIT,
+                "metrics": "metrics" not in without,
+            }
+        )
+        apps[name] = create_app(settings)
+    return apps
+
+
+async def measure(apps: dict, blocks: int, requests: int) -> dict[str, list[float]]:
+    from autional_sessions.observability.log_format import ACCESS_LOGGER
+
+    access = logging.getLogger(ACCESS_LOGGER)
+    now = int(time.time())
+    users = [USER_FORMAT.format(n) for n in range(USERS)]
+    tokens = {
+        user: jwt.encode(
+            {"sub": user, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 3600},
+            SECRET,
+            algorithm="HS256",
+        ).encode()
+        for user in users
+    }
+    rng = random.Random(1)
+
+    async def call(app, user: str) -> None:
+        path = f"/sessions/user/{user}/sessions"
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"page=1&page_size=20",
+            "root_path": "",
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"authorization", b"Bearer " + tokens[user])],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        sent: list = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        if sent[0]["status"] != 200:
+            raise SystemExit(f"{path} answered {sent[0]['status']}: {sent[1].get('body', b'')[:300]!r}")
+
+    for app in apps.values():  # warm-up: every user once (its token verified and kept), every code path
+        for user in users:
+            await call(app, user)
+    costs: dict[str, list[float]] = {name: [] for name in apps}
+    for block in range(blocks):
+        order = list(apps) if block % 2 == 0 else list(apps)[::-1]
+        for name in order:
+            access.setLevel(logging.WARNING if "access log" in CONFIGS[name] else logging.INFO)
+            picks = [rng.choice(users) for _ in range(requests)]
+            started = time.process_time()
+            for user in picks:
+                await call(apps[name], user)
+            costs[name].append(1e6 * (time.process_time() - started) / requests)
+    access.setLevel(logging.NOTSET)
+    return costs
+
+
+def report(costs: dict[str, list[float]]) -> str:
+    production = statistics.median(costs["production"])
+    lines = [
+        "| configuration | CPU us/request (median block) | spread of blocks | cost of what it leaves out |",
+        "|---|--:|--:|--:|",
+    ]
+    for name, blocks in costs.items():
+        median = statistics.median(blocks)
+        spread = f"{min(blocks):.0f} to {max(blocks):.0f}"
+        cost = (
+            ""
+            if name == "production"
+            else f"{production - median:.1f} us ({100 * (1 - median / production):.1f} %)"
+        )
+        lines.append(f"| {name} | {median:.1f} | {spread} | {cost} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--blocks", type=int, default=20, help="blocks of requests per configuration")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per block")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="autional-feature-costs-") as tmp:
+        url = seed(Path(tmp))
+        apps = build_apps(url, Path(tmp) / "access.log")
+        costs = asyncio.run(measure(apps, args.blocks, args.requests))
+        from autional_sessions.observability.log_format import drain_logs
+
+        drain_logs()
+    print(report(costs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
