@@ -206,7 +206,7 @@ def measure(fetch: Fetch, ordinary, heavy: str, deep_pages: list[int], rounds: i
 def query_fetcher(loop: asyncio.AbstractEventLoop, queries: dict[str, SessionQueries]) -> Fetch:
     def fetch(side: str, user: str, page: int) -> None:
         found = loop.run_until_complete(queries[side].find_active_sessions(user, utc_now(), page, PAGE_SIZE))
-        assert found is not None and found.rows, (side, user, page)
+        assert found is not None and found.items, (side, user, page)
 
     return fetch
 

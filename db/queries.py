@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
@@ -17,7 +18,7 @@ DIALECTS = {"sqlite": peewee.SqliteDatabase, "postgresql": peewee.PostgresqlData
 @dataclass(frozen=True)
 class SessionPage:
     total: int
-    rows: list[tuple]  # in SESSION_FIELDS order, timestamps as RFC 3339 strings
+    items: list[dict[str, Any]]  # as the API lists them: SESSION_FIELDS, timestamps in RFC 3339
 
 
 def _session_columns(postgresql: bool) -> tuple[peewee.Node, ...]:
@@ -37,16 +38,38 @@ def _session_columns(postgresql: bool) -> tuple[peewee.Node, ...]:
     return tuple(column(name) for name in SESSION_FIELDS)
 
 
-_TIME_COLUMNS = tuple(i for i, name in enumerate(SESSION_FIELDS) if name in SESSION_TIME_FIELDS)
+def sqlite_items(rows: list[tuple]) -> list[dict[str, Any]]:
+    """SQLite's rows (SESSION_FIELDS order) as the API's items, in one pass: each a dict display, its
+    timestamps reshaped from SQLite's text ("YYYY-MM-DD HH:MM:SS[.ffffff]") to RFC 3339 UTC. Written out
+    field by field: a row tuple reshaped, then zipped with the names into a dict, took twice as long, and
+    this was the largest share of a request after the statement itself. (A test holds it to
+    SESSION_FIELDS.)"""
+    return [
+        {
+            "id": r[0],
+            "user_id": r[1],
+            "tenant_id": r[2],
+            "status": r[3],
+            "amr": r[4],
+            "authenticated_at": f"{r[5][:10]}T{r[5][11:19]}Z",
+            "created_at": f"{r[6][:10]}T{r[6][11:19]}Z",
+            "expires_at": f"{r[7][:10]}T{r[7][11:19]}Z",
+            "idle_expires_at": f"{r[8][:10]}T{r[8][11:19]}Z",
+            "last_active_at": f"{r[9][:10]}T{r[9][11:19]}Z",
+            "ip": r[10],
+            "geoip": r[11],
+            "device_id": r[12],
+            "device_type": r[13],
+            "user_agent": r[14],
+        }
+        for r in rows
+    ]
 
 
-def _rfc3339_from_sqlite(row: tuple) -> tuple:
-    """A row whose timestamps are SQLite's text ("YYYY-MM-DD HH:MM:SS[.ffffff]") as RFC 3339 UTC."""
-    values = list(row)
-    for i in _TIME_COLUMNS:
-        text = values[i]
-        values[i] = f"{text[:10]}T{text[11:19]}Z"
-    return tuple(values)
+def postgres_items(rows: list[Any]) -> list[dict[str, Any]]:
+    """PostgreSQL's rows (SESSION_FIELDS order, timestamps formatted by to_char, then the window's total)
+    as the API's items."""
+    return [dict(zip(SESSION_FIELDS, row[:-1], strict=True)) for row in rows]
 
 
 def active(user_id: object, now: object, tenant: object | None) -> peewee.Expression:
@@ -191,14 +214,12 @@ class SessionQueries:
                     raise OtherTenant
             rows = await self._store.fetch(statements.page, statements.page.bind(values))
             if rows and self._windowed:
-                return SessionPage(total=rows[0][-1], rows=[row[:-1] for row in rows])
-            if rows:
-                last_page = len(rows) <= page_size
-                rows = [_rfc3339_from_sqlite(row) for row in rows[:page_size]]
-                if last_page:
-                    return SessionPage(total=offset + len(rows), rows=rows)
+                return SessionPage(total=rows[0][-1], items=postgres_items(rows))
+            items = sqlite_items(rows[:page_size])
+            if rows and len(rows) <= page_size:  # the last page
+                return SessionPage(total=offset + len(items), items=items)
             count = statements.count
             ((user_exists, total),) = await self._store.fetch(count, count.bind(values))
         if not user_exists:
             return None
-        return SessionPage(total=total, rows=rows)
+        return SessionPage(total=total, items=items)

@@ -14,7 +14,6 @@ import math
 from typing import Any
 
 from autional_sessions.db.clock import utc_now
-from autional_sessions.db.models import SESSION_FIELDS
 from autional_sessions.db.queries import OtherTenant, SessionQueries
 from autional_sessions.db.revocations import SessionRevocations
 from autional_sessions.observability.request_context import current_request
@@ -69,7 +68,7 @@ async def list_user_sessions(
         raise _other_tenant() from None
     if found is None:
         raise _no_user(user_id)
-    items = [dict(zip(SESSION_FIELDS, row, strict=True)) for row in found.rows]
+    items = found.items
     current = token_info.get("sid")
     if current is not None:
         for item in items:

@@ -62,3 +62,20 @@ def test_the_list_statements_bind_every_request_value(dialect):
     assert set(slots_of(statements.count)) == {"user_id", "now"}
     assert set(slots_of(in_tenant.page)) == {"user_id", "now", "limit", "offset", "tenant"}
     assert set(slots_of(in_tenant.count)) == {"user_id", "now", "tenant"}
+
+
+def test_sqlite_rows_become_the_api_s_items_field_by_field_with_rfc3339_timestamps():
+    from autional_sessions.db.models import SESSION_FIELDS, SESSION_TIME_FIELDS
+    from autional_sessions.db.queries import sqlite_items
+
+    row = tuple(
+        "2026-11-29 23:05:07.123456" if name in SESSION_TIME_FIELDS else f"value of {name}"
+        for name in SESSION_FIELDS
+    )
+
+    (item,) = sqlite_items([row])
+
+    assert list(item) == list(SESSION_FIELDS)
+    for name in SESSION_FIELDS:
+        expected = "2026-11-29T23:05:07Z" if name in SESSION_TIME_FIELDS else f"value of {name}"
+        assert item[name] == expected, name
