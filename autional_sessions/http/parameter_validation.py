@@ -25,6 +25,7 @@ from jsonschema import Draft4Validator, ValidationError
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from autional_sessions.http.schema_predicates import Predicate, surely_valid
 from autional_sessions.problems.factory import FieldViolation, ProblemError
 from autional_sessions.problems.languages import N_, Args, Message, Nn_
 
@@ -34,6 +35,7 @@ _INVALID = Nn_(
     "invalid-request", "%(count)d request parameter is invalid", "%(count)d request parameters are invalid"
 )
 _FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
+_CHECKED_FORMATS = frozenset(_FORMAT_CHECKER.checkers)
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
@@ -128,6 +130,8 @@ class _Parameter:
     required: bool
     schema: dict
     validator: Draft4Validator
+    # A quick yes ahead of the validator, for a simple schema (schema_predicates); None: the validator.
+    surely_valid: Predicate | None
     coerce: Callable[[Any], Any]
     array: bool
     explode: bool
@@ -156,6 +160,7 @@ class _Parameter:
             required=bool(spec.get("required")),
             schema=schema,
             validator=Draft4Validator(schema, format_checker=_FORMAT_CHECKER),
+            surely_valid=None if array else surely_valid(schema, _CHECKED_FORMATS),
             coerce=_coercer(schema.get("items", {}) if array else schema),
             array=array,
             # OpenAPI 3: form style (the query and cookie default) explodes by default; simple does not.
@@ -163,7 +168,7 @@ class _Parameter:
         )
 
     def check(self, value: Any) -> list[FieldViolation]:
-        if self.validator.is_valid(value):
+        if (self.surely_valid is not None and self.surely_valid(value)) or self.validator.is_valid(value):
             return []
         violations, seen = [], set()
         for error in self.validator.iter_errors(value):
@@ -188,6 +193,7 @@ class OperationParameters:
             p.name: p.schema["default"] for p in self._parameters if "default" in p.schema and not p.required
         }
         self._needs_cookies = any(p.location == "cookie" for p in self._parameters)
+        self._needs_headers = self._needs_cookies or any(p.location == "header" for p in self._parameters)
 
     def validate(self, scope: Scope) -> dict[str, Any]:
         """The request's arguments, typed, defaults filled in; or an `invalid-request` problem."""
@@ -197,8 +203,9 @@ class OperationParameters:
         ):
             query.setdefault(name, []).append(value)
         headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            headers.setdefault(raw_name.decode("latin-1"), raw_value.decode("latin-1"))
+        if self._needs_headers:  # decoded only for an operation that reads them
+            for raw_name, raw_value in scope["headers"]:
+                headers.setdefault(raw_name.decode("latin-1"), raw_value.decode("latin-1"))
         cookies = cookie_parser(headers.get("cookie", "")) if self._needs_cookies else {}
         path = scope.get("path_params", {})
 

@@ -4,8 +4,12 @@ every violation reported."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft4Validator
 
 from autional_sessions.http.parameter_validation import OperationParameters
+from autional_sessions.http.schema_predicates import surely_valid
 from autional_sessions.problems.factory import ProblemError
 
 PARAMETERS = [
@@ -116,3 +120,74 @@ def test_what_validation_cannot_check_is_refused_when_the_app_is_built(parameter
     # Not let through unchecked on every request: the app does not start.
     with pytest.raises(ValueError, match=refusal):
         OperationParameters([parameter], strict=True, security_query_params=[])
+
+
+# --- the quick yes ahead of jsonschema (http/schema_predicates.py) ------------------------------------
+
+
+def _spec_parameter_schemas() -> list[dict]:
+    """Every parameter schema of the spec, its `$ref`s followed."""
+    from autional_sessions.spec import load_spec
+
+    spec = load_spec()
+
+    def resolve(node: dict) -> dict:
+        while "$ref" in node:
+            target = spec
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            node = target
+        return node
+
+    schemas = [
+        resolve(resolve(parameter)["schema"])
+        for item in spec["paths"].values()
+        for owner in [item, *(op for op in item.values() if isinstance(op, dict))]
+        for parameter in owner.get("parameters", [])
+    ]
+    assert len(schemas) >= 3
+    return schemas
+
+
+SIMPLE_SCHEMAS = [
+    *_spec_parameter_schemas(),
+    {"type": "integer", "minimum": -5},
+    {"type": "string", "minLength": 2},
+    {"type": "string", "pattern": "^[a-z]+$", "maxLength": 3},
+]
+
+
+@pytest.mark.parametrize("schema", SIMPLE_SCHEMAS, ids=lambda s: str(sorted(s.items())))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    value=st.one_of(
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.sampled_from([0, 1, 100, 100000, 100001, 2**31, -1, True, False, 1.0, 20.5, None, ""]),
+        st.floats(allow_nan=True),
+        st.text(),
+        st.from_regex(r"[A-Za-z0-9_.:-]{0,70}\n?", fullmatch=True),
+        st.booleans(),
+    )
+)
+def test_the_quick_yes_is_only_ever_given_where_jsonschema_says_yes(schema, value):
+    quick = surely_valid(schema, frozenset(Draft4Validator.FORMAT_CHECKER.checkers))
+    assert quick is not None  # every schema here is simple enough: the quick path is in use
+
+    if quick(value):
+        assert Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).is_valid(value)
+
+
+def test_the_quick_yes_covers_the_usual_values_and_leaves_other_schemas_to_jsonschema():
+    checked = frozenset(Draft4Validator.FORMAT_CHECKER.checkers)
+    page = surely_valid({"type": "integer", "format": "int32", "minimum": 1, "maximum": 100000}, checked)
+    user = surely_valid({"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"}, checked)
+
+    assert page is not None and page(1) and page(100000) and not page(0) and not page(True)
+    assert user is not None and user("usr_0000001") and not user("usr 1") and not user(7)
+    for other in (
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "enum": ["a"]},
+        {"type": "number"},
+        {"type": "integer", "exclusiveMinimum": True, "minimum": 0},
+    ):
+        assert surely_valid(other, checked) is None
