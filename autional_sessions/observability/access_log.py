@@ -42,7 +42,12 @@ class AccessLog:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         method, span = scope["method"], context.span
-        fields = {
+        # The line JsonFormatter would write from a record, made here as one dict for one orjson call.
+        entry = {
+            "time": rfc3339(time.time()),
+            "level": "INFO",
+            "logger": ACCESS_LOGGER,
+            "message": f"{method} {route} {status}",
             "request_id": context.request_id,
             "route": route,
             "method": method,
@@ -53,25 +58,32 @@ class AccessLog:
             "span_id": span.span_id if span else None,
             "client_ip": self.client_of(scope),
         }
-        message = f"{method} {route} {status}"
-        # Under `serve`, the line JsonFormatter would write is made here by one call to orjson and handed
-        # to the writing thread as it is: no LogRecord made, filtered and formatted. A LogRecord's making
-        # alone (its thread, process and file names) cost more than the whole line in the profile.
+        # Under `serve` the line goes to the writing thread as it is: no LogRecord made, filtered and
+        # formatted. A LogRecord's making alone (its thread, process and file names) cost more than the
+        # whole line in the profile.
         sink = self._sink
-        if sink is None or not sink.write_json_line(self._line(message, fields)):
-            self._sink = sink = json_line_sink(self.logger)
-            if sink is not None and sink.write_json_line(self._line(message, fields)):
-                return
-            # Any other configuration, or a line to redact: a record, made directly with its JSON line
-            # (log_format.json_line), which the usual handlers write.
-            record = self.logger.makeRecord(
-                ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None
-            )
-            json_line(record, fields)
-            self.logger.handle(record)
+        if sink is not None and sink.write_json_line(orjson.dumps(entry, default=str).decode()):
+            return
+        self._sink = sink = json_line_sink(self.logger)
+        if sink is not None and sink.write_json_line(orjson.dumps(entry, default=str).decode()):
+            return
+        # Any other configuration, or a line to redact: a record, made directly with its JSON line
+        # (log_format.json_line), which the usual handlers write.
+        record = self.logger.makeRecord(
+            ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None
+        )
+        json_line(record, {name: entry[name] for name in _FIELDS})
+        self.logger.handle(record)
 
-    @staticmethod
-    def _line(message: str, fields: dict) -> str:
-        entry = {"time": rfc3339(time.time()), "level": "INFO", "logger": ACCESS_LOGGER, "message": message}
-        entry.update(fields)
-        return orjson.dumps(entry, default=str).decode()
+
+# The access line's own fields, after the four every JSON line has.
+_FIELDS = (
+    "request_id",
+    "route",
+    "method",
+    "status",
+    "duration_ms",
+    "trace_id",
+    "span_id",
+    "client_ip",
+)

@@ -155,7 +155,7 @@ class QueuedStreamHandler(QueueHandler):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is None or not self._gathers_on(loop):
+        if loop is None or (loop is not self._batch_loop and not self._gathers_on(loop)):
             self.enqueue(item)  # type: ignore[arg-type]  # the listener takes lines and batches too
             return
         batch = self._batch
@@ -212,11 +212,17 @@ class _BatchListener(QueueListener):
     def handle(self, record: Any) -> None:
         # `QueueListener.handle` is the documented per-item hook; the writer applies the owner's filters
         # to records, and writes the lines that came made (`write_json_line`) as they are.
+        lines: list[str] = []  # consecutive made lines, written in one call
         for each in record if isinstance(record, list) else (record,):
             if isinstance(each, str):
-                self._writer.write_line(each)
-            else:
-                self._writer.handle(each)
+                lines.append(each)
+                continue
+            if lines:
+                self._writer.write_lines(lines)
+                lines = []
+            self._writer.handle(each)
+        if lines:
+            self._writer.write_lines(lines)
         if self.queue.empty():
             self._writer.flush()
 
@@ -241,9 +247,9 @@ class _QueueWriter(logging.StreamHandler):
         except Exception:
             self.handleError(record)
 
-    def write_line(self, line: str) -> None:
+    def write_lines(self, lines: list[str]) -> None:
         try:
-            self.stream.write(line + self.terminator)
+            self.stream.write(self.terminator.join(lines) + self.terminator)
         except Exception:
             # As `handleError` does for a record: a write error is reported, never raised at the logger.
             if logging.raiseExceptions:
