@@ -52,7 +52,11 @@ class _Budget:
         if subject:
             keys.append(("sub", subject))
         if limits is self.limits:
-            decisions = list(zip(keys, await limits.check_many(keys), strict=True))
+            # In memory the answer is at hand: no coroutine to make and await for it.
+            found = limits.check_many_now(keys)
+            if found is None:
+                found = await limits.check_many(keys)
+            decisions = list(zip(keys, found, strict=True))
         else:  # limits of their own for subjects: one call each
             decisions = [(key, await (self.limits if key[0] == "ip" else limits).check(*key)) for key in keys]
         # A key whose storage is unavailable goes unlimited, and without headers.
@@ -87,8 +91,13 @@ class _Budget:
         if tightest is None:
             return
         ours = tightest.raw_headers()
+        headers = message.get("headers", ())
+        if message["status"] < 400 and isinstance(headers, list):
+            # A handler's answer: none of these headers yet (only a 429 or an error carries some).
+            headers.extend(ours)
+            return
         names = {name for name, _ in ours}
-        message["headers"] = [h for h in message.get("headers", ()) if h[0].lower() not in names] + ours
+        message["headers"] = [h for h in headers if h[0].lower() not in names] + ours
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("autional_rate_limit_budget", default=None)

@@ -312,6 +312,14 @@ class RateLimits:
         abusive subject until its window passes (and the contract suite does, to see a 429)."""
         return (await self._hit([(kind, identity)], cost))[0]
 
+    def check_many_now(self, keys: Sequence[tuple[str, str]]) -> list[Decision | None] | None:
+        """`check_many` without waiting, where the counts are in this process's memory; None where they
+        are in Redis (then `check_many`)."""
+        counter = self._counter
+        if self._redis_url is None and isinstance(counter, _MemoryCounter):
+            return counter.hit(self._item, keys, 1)
+        return None
+
     async def check_many(self, keys: Sequence[tuple[str, str]]) -> list[Decision | None]:
         """`check` for each (kind, identity) key of one request, in one call (in Redis, one round trip)."""
         return await self._hit(keys, 1)
