@@ -56,11 +56,10 @@ class _Budget:
             found = limits.check_many_now(keys)
             if found is None:
                 found = await limits.check_many(keys)
-            decisions = list(zip(keys, found, strict=True))
         else:  # limits of their own for subjects: one call each
-            decisions = [(key, await (self.limits if key[0] == "ip" else limits).check(*key)) for key in keys]
+            found = [await (self.limits if kind == "ip" else limits).check(kind, who) for kind, who in keys]
         # A key whose storage is unavailable goes unlimited, and without headers.
-        self.decisions = [(kind, d) for (kind, _), d in decisions if d is not None]
+        self.decisions = [(key[0], d) for key, d in zip(keys, found, strict=True) if d is not None]
         for kind, decision in self.decisions:
             if not decision.allowed:
                 self.on_refusal[kind](kind)

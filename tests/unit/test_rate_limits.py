@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.types import Receive, Scope, Send
 
 from autional_sessions.config import parse_limit
 from autional_sessions.http.client_address import ClientAddress
 from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
 from autional_sessions.problems.factory import ProblemError
-from autional_sessions.security.rate_limiter import Decision, RateLimits, _MemoryCounter
+from autional_sessions.security.rate_limiter import Decision, RateLimits, _decision, _MemoryCounter
 
 RATE_LIMIT_HEADERS = {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
 
@@ -303,3 +306,31 @@ def test_a_decision_s_raw_headers_are_its_headers_as_an_asgi_message_carries_the
     assert decision.raw_headers() == [
         (name.lower().encode(), value.encode()) for name, value in decision.headers().items()
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    limit=st.integers(min_value=1, max_value=50),
+    previous=st.integers(min_value=0, max_value=60),
+    current=st.integers(min_value=0, max_value=60),
+    elapsed=st.floats(min_value=0, max_value=59.999),
+    cost=st.integers(min_value=1, max_value=3),
+)
+def test_the_memory_counter_decides_with_the_arithmetic_of_the_redis_script_s_answers(
+    limit, previous, current, elapsed, cost
+):
+    # The counter in memory inlines `_decision`, which turns the Lua script's answers into decisions:
+    # both must tell a client the same, for any state of a key's two windows.
+    item = parse_limit(f"{limit}/minute")
+    start = 1000.0
+    counter = _MemoryCounter(clock=lambda: start + elapsed)
+    counter._sweep_at = float("inf")
+    counter._windows[("sub", "k")] = [start, previous, current]
+
+    (decision,) = counter.hit(item, [("sub", "k")], cost)
+
+    expiry = item.get_expiry()
+    previous_ttl = expiry - elapsed if previous else 0.0
+    allowed = cost <= limit and math.floor(previous * previous_ttl / expiry) + current + cost <= limit
+    counted = current + cost if allowed else current
+    assert decision == _decision(item, allowed, previous, previous_ttl, counted, 2 * expiry - elapsed)
