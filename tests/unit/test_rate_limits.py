@@ -329,8 +329,8 @@ def test_the_memory_counter_decides_with_the_arithmetic_of_the_redis_script_s_an
 
     (decision,) = counter.hit(item, [("sub", "k")], cost)
 
-    expiry = item.get_expiry()
-    previous_ttl = expiry - elapsed if previous else 0.0
+    expiry, now = item.get_expiry(), start + elapsed  # times as the counter computes them, to the last bit
+    previous_ttl = start + expiry - now if previous else 0.0
     allowed = cost <= limit and math.floor(previous * previous_ttl / expiry) + current + cost <= limit
     counted = current + cost if allowed else current
-    assert decision == _decision(item, allowed, previous, previous_ttl, counted, 2 * expiry - elapsed)
+    assert decision == _decision(item, allowed, previous, previous_ttl, counted, start + 2 * expiry - now)
