@@ -103,7 +103,7 @@ format: setup
 # Minutes long and noisy on a shared machine, so not part of `make test`. Options:
 # make bench BENCH_ARGS='--cases sqlite-20'. Profile a configuration: .venv/bin/python bench/profile.py
 bench: setup
-	command -v wrk >/dev/null || apt-get install -y wrk
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
