@@ -8,9 +8,7 @@ counts the address and the subject together and refuses the request before valid
 run. A request that never reaches the inner one (its token refused, its path unknown) is counted against
 its address by the outer one, which turns its error into a 429 once the address is over its limit: a
 flood of forged tokens is limited too. Every response of the request, an error's too, carries the budget
-that runs out first: counting puts its headers in the request's context, and the request context
-middleware (outermost) writes them with its own stamps, on whatever answers, in its one pass over the
-response's headers; no layer here wraps `send`.
+that runs out first.
 """
 
 from __future__ import annotations
@@ -18,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autional_sessions.http.client_address import ClientAddress
-from autional_sessions.observability.request_context import active_request
 from autional_sessions.problems.factory import ProblemError
 from autional_sessions.problems.languages import N_
 from autional_sessions.security.rate_limiter import Decision, RateLimits
@@ -62,12 +60,6 @@ class _Budget:
             found = [await (self.limits if kind == "ip" else limits).check(kind, who) for kind, who in keys]
         # A key whose storage is unavailable goes unlimited, and without headers.
         self.decisions = [(key[0], d) for key, d in zip(keys, found, strict=True) if d is not None]
-        tightest = self.tightest()
-        context = active_request()
-        if tightest is not None and context is not None:
-            # Written on the response, whatever answers the request (the handler, a problem), by the
-            # request context middleware, with its own stamps.
-            context.response_headers[:] = tightest.raw_headers()
         for kind, decision in self.decisions:
             if not decision.allowed:
                 self.on_refusal[kind](kind)
@@ -90,6 +82,21 @@ class _Budget:
     def headers(self) -> dict[str, str]:
         tightest = self.tightest()
         return tightest.headers() if tightest else {}
+
+    def stamp(self, message: Message) -> None:
+        """Put the budget's headers on a response's start message, in place of any an inner layer set
+        (a 429's own): one pass over the raw headers."""
+        tightest = self.tightest()
+        if tightest is None:
+            return
+        ours = tightest.raw_headers()
+        headers = message.get("headers", ())
+        if message["status"] < 400 and isinstance(headers, list):
+            # A handler's answer: none of these headers yet (only a 429 or an error carries some).
+            headers.extend(ours)
+            return
+        names = {name for name, _ in ours}
+        message["headers"] = [h for h in headers if h[0].lower() not in names] + ours
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("autional_rate_limit_budget", default=None)
@@ -122,17 +129,21 @@ class ClientRateLimitMiddleware:
             return
         budget = _Budget(self.limits, self.client_address.of(scope), self.on_refusal)
         token = _budget.set(budget)
+
+        async def send_with_budget(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if not budget.counted:  # an app that answered without the subject's middleware
+                    await budget.count(None, self.limits, self.on_refusal)
+                budget.stamp(message)
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
-        except Exception:
+            await self.app(scope, receive, send_with_budget)
+        except Exception as exc:
             if not budget.counted:
-                # Refused before its subject was counted (its token, its path): counted against its
-                # address all the same, and past the address's limit a 429 in its place.
-                await budget.count(None, self.limits, self.on_refusal)
+                await budget.count(None, self.limits, self.on_refusal)  # a 429 in its place, past the limit
+            _add_headers(exc, budget.headers())
             raise
-        else:
-            if not budget.counted:  # an answer that came without the subject's middleware
-                await budget.count(None, self.limits, self.on_refusal)
         finally:
             _budget.reset(token)
 
@@ -158,3 +169,15 @@ class SubjectRateLimitMiddleware:
                 budget = _Budget(self.limits, None, self.on_refusal)
             await budget.count(subject, self.limits, self.on_refusal)
         await self.app(scope, receive, send)
+
+
+def _add_headers(exc: Exception, headers: dict[str, str]) -> None:
+    """Give an error on its way to the exception middleware the budget's headers, so that its problem
+    response carries them like any other response."""
+    if not headers:
+        return
+    if isinstance(exc, ProblemError):
+        for name, value in headers.items():
+            exc.headers.setdefault(name, value)
+    elif isinstance(exc, HTTPException):
+        exc.headers = {**headers, **(exc.headers or {})}

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,9 +39,6 @@ class RequestContext:
     path: str
     # This service's span of the request; None outside a request.
     span: ServerSpan | None = None
-    # Headers an inner layer gives every response of the request (the rate limits' budget), written
-    # with the stamps, in place of any of the same names.
-    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("autional_request", default=None)
@@ -140,8 +137,6 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # One pass over the raw headers, replacing any of ours an inner layer set already.
-                given = context.response_headers
-                replaced = _STAMPED.union(name for name, _ in given) if given else _STAMPED
                 kept = []
                 cacheable = False
                 for name, value in message.get("headers", ()):
@@ -151,11 +146,9 @@ class RequestContextMiddleware:
                         cacheable = value.startswith(b"public")
                         if not cacheable:
                             continue
-                    if lowered not in replaced:
+                    if lowered not in _STAMPED:
                         kept.append((name, value))
-                message["headers"] = (
-                    kept + stamps + given + ([] if cacheable else [(b"cache-control", b"no-store")])
-                )
+                message["headers"] = kept + stamps + ([] if cacheable else [(b"cache-control", b"no-store")])
             await send(message)
 
         try:

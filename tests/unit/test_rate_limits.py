@@ -15,7 +15,6 @@ from starlette.types import Receive, Scope, Send
 from autional_sessions.config import parse_limit
 from autional_sessions.http.client_address import ClientAddress
 from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
-from autional_sessions.observability.request_context import RequestContextMiddleware
 from autional_sessions.problems.factory import ProblemError
 from autional_sessions.security.rate_limiter import Decision, RateLimits, _decision, _MemoryCounter
 
@@ -142,13 +141,10 @@ def stack(
     sub_limits: RateLimits,
     client_address: ClientAddress | None = None,
 ) -> Any:
-    # The request context middleware outermost, as in the app: it writes the budget's headers.
-    return RequestContextMiddleware(
-        ClientRateLimitMiddleware(
-            FakeSecurity(SubjectRateLimitMiddleware(hello, limits=sub_limits)),
-            limits=ip_limits,
-            client_address=client_address or ClientAddress([]),
-        )
+    return ClientRateLimitMiddleware(
+        FakeSecurity(SubjectRateLimitMiddleware(hello, limits=sub_limits)),
+        limits=ip_limits,
+        client_address=client_address or ClientAddress([]),
     )
 
 
