@@ -34,13 +34,13 @@ class SwaggerUIPassThrough(SwaggerUIMiddleware):
         self.segments = _first_segments(self.router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and self.segments is not None
-            and scope["path"].split("/", 2)[1] not in self.segments
-        ):
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http" and self.segments is not None:
+            path, root = scope["path"], scope.get("root_path", "")
+            if root and path.startswith(root):  # routes match below the root path, as Starlette's do
+                path = path[len(root) :]
+            if (path.split("/", 2)[1] if path.startswith("/") else "") not in self.segments:
+                await self.app(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 

@@ -17,7 +17,6 @@ from starlette.types import Scope
 
 from autional_sessions.observability.log_format import (
     ACCESS_LOGGER,
-    QueuedStreamHandler,
     json_line,
     json_line_sink,
     rfc3339,
@@ -33,9 +32,6 @@ class AccessLog:
     def __init__(self, *, client_of: Callable[[Scope], str]) -> None:
         self.client_of = client_of
         self.logger = logging.getLogger(ACCESS_LOGGER)
-        # Where the lines go without a LogRecord (`log_format.json_line_sink`), found at the first line
-        # and again whenever it stops taking them (the logging configuration replaced).
-        self._sink: QueuedStreamHandler | None = None
 
     def record(self, scope: Scope, context: RequestContext, route: str, status: int, seconds: float) -> None:
         """A finished request, as the request context middleware reports it (`request_context.Recorder`)."""
@@ -61,10 +57,9 @@ class AccessLog:
         # Under `serve` the line goes to the writing thread as it is: no LogRecord made, filtered and
         # formatted. A LogRecord's making alone (its thread, process and file names) cost more than the
         # whole line in the profile.
-        sink = self._sink
-        if sink is not None and sink.write_json_line(orjson.dumps(entry, default=str).decode()):
-            return
-        self._sink = sink = json_line_sink(self.logger)
+        # Looked up for every line (a walk of two loggers): a handler or filter added since, anywhere on
+        # the way, sends the line the usual way.
+        sink = json_line_sink(self.logger)
         if sink is not None and sink.write_json_line(orjson.dumps(entry, default=str).decode()):
             return
         # Any other configuration, or a line to redact: a record, made directly with its JSON line

@@ -94,7 +94,8 @@ class QueuedStreamHandler(QueueHandler):
     batch schedules its hand-over `BATCH_SECONDS` later, on the loop, and a full batch goes at once. One
     queue put, one wake-up of the writing thread and one flush serve a batch instead of each line: the
     writing thread's wake-ups, each taking the GIL from the loop, cost more than the lines' formatting.
-    Off a loop (another thread, a command), a record is handed over at once.
+    Off a loop (another thread, a command), a record is handed over at once, so lines of different threads
+    may be written up to `BATCH_SECONDS` out of their order; each line's time says when it was logged.
 
     `close` (by `drain_logs`, or when the logging configuration is replaced) hands over the pending batch,
     writes what is queued and stops the thread; records logged after that are written at once, so nothing
@@ -246,6 +247,15 @@ class _QueueWriter(logging.StreamHandler):
             self.stream.write(self.format(record) + self.terminator)
         except Exception:
             self.handleError(record)
+
+    def flush(self) -> None:
+        # An error here (a closed pipe) is reported, as a write's is: raised, it would end the listener's
+        # thread, and every later line would be queued for nobody.
+        try:
+            super().flush()
+        except Exception:
+            if logging.raiseExceptions:
+                traceback.print_exc(file=sys.stderr)
 
     def write_lines(self, lines: list[str]) -> None:
         try:

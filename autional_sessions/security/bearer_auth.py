@@ -91,11 +91,11 @@ class TokenVerifier:
             if known.algorithm in MIN_HS_SECRET_BYTES or known.key is await self._key_for(
                 known.algorithm, known.kid
             ):
-                claims = known.claims
+                claims = known.claims_copy()
             else:
                 self._verified.forget(token)
         if claims is None:
-            claims = await self._verify_in_full(token)
+            claims = await self._verify_in_full(token)  # kept as a deep copy: this one is the caller's
         session_id = claims.get("sid")
         if (
             session_id is not None
@@ -105,7 +105,7 @@ class TokenVerifier:
             raise invalid_token(
                 "session-ended", N_("session-ended", "The session of this token has ended; sign in again")
             )
-        return dict(claims)
+        return claims
 
     async def _verify_in_full(self, token: str) -> dict[str, Any]:
         """Every check of the token but its session's; its claims, kept for its next requests."""

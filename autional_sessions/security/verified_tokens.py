@@ -11,12 +11,13 @@ PyJWT compares them). Envoy's JWT filter keeps such a cache (`jwt_cache_config`)
 What is checked on every request still: that the token is in its time window now (a cached token expires
 exactly when PyJWT would refuse it), that its key is still the one its `alg` and `kid` resolve to (a key
 withdrawn from the identity provider's JWKS is never used from here), and, by the verifier, that the
-session its `sid` names is still active (revocation). The claims are handed out as a copy, so no caller
-can change what the next request sees. The cache is bounded: when full, its oldest token makes room.
+session its `sid` names is still active (revocation). The claims are handed out as a copy (a deep one
+when a claim holds a list or an object), so no caller can change what the next request sees. The cache is bounded: when full, its oldest token makes room.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,12 @@ class VerifiedToken:
     # Seconds since the epoch: the token is valid from `valid_from` (inclusive) until `valid_until`.
     valid_from: float
     valid_until: float
+    # Whether a claim holds a list or an object (an `aud` list, roles): then a copy must go deep.
+    nested: bool
+
+    def claims_copy(self) -> dict[str, Any]:
+        """The claims, for one request to read or change without touching the kept ones."""
+        return copy.deepcopy(self.claims) if self.nested else dict(self.claims)
 
 
 class VerifiedTokens:
@@ -63,7 +70,10 @@ class VerifiedTokens:
         while len(self._tokens) >= self._size:
             # The oldest first (dicts keep insertion order): a bound, not a ranking by use.
             self._tokens.pop(next(iter(self._tokens)))
-        self._tokens[token] = VerifiedToken(dict(claims), algorithm, kid, key, valid_from, valid_until)
+        nested = any(isinstance(value, list | dict) for value in claims.values())
+        self._tokens[token] = VerifiedToken(
+            copy.deepcopy(claims), algorithm, kid, key, valid_from, valid_until, nested
+        )
 
     def forget(self, token: str) -> None:
         self._tokens.pop(token, None)

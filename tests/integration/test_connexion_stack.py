@@ -165,6 +165,10 @@ def test_the_swagger_ui_layer_passes_api_paths_straight_to_the_next_layer_and_st
         assert client.get("/ui/").status_code == 200
         assert client.get("/openapi.json").json()["info"]["title"] == "stack"
         assert client.get("/items/7", headers={"X-Tenant": "t"}).json()["item_id"] == 7
+    # Behind a root path (uvicorn --root-path), the docs are found below it.
+    with TestClient(app, root_path="/prefix") as client:
+        assert client.get("/prefix/ui/").status_code == 200
+        assert client.get("/prefix/openapi.json").status_code == 200
 
 
 def test_header_query_path_and_cookie_parameters_reach_the_handler_typed():

@@ -197,3 +197,23 @@ def test_without_configured_origins_there_is_no_cors(client, users, auth_headers
 
     assert "Access-Control-Allow-Origin" not in response.headers
     assert preflight(client, ORIGIN).status_code == 405
+
+
+def test_an_answer_that_skips_the_subject_s_count_is_counted_before_it_starts(settings, users):
+    # A trailing slash is answered by Connexion's router with a redirect, before the token is checked
+    # and the subject counted: the address is counted before that answer starts, which carries the
+    # budget, and past the address's limit the answer is the 429 instead.
+    app = limited_app(settings, limit="2/minute")
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [await client.get(URL.format("usr_alice") + "/") for _ in range(3)]
+
+    responses = asyncio.run(run())
+
+    assert [r.status_code for r in responses] == [307, 307, 429]
+    assert [r.headers["RateLimit-Remaining"] for r in responses] == ["1", "0", "0"]
+    refused = responses[-1].json()
+    assert refused["type"].endswith("/rate-limited") and "client address" in refused["detail"]
+    assert int(responses[-1].headers["Retry-After"]) >= 1

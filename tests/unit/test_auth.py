@@ -160,3 +160,20 @@ def test_a_kept_token_whose_session_ends_is_refused_on_its_next_request():
         return raised.value
 
     assert asyncio.run(scenario()).type_name == "session-ended"
+
+
+def test_a_kept_token_s_nested_claims_reach_each_request_as_they_were_signed():
+    v = verifier()
+    token = v.issue("usr_1", 60, int(time.time()), roles=["reader"], profile={"team": "a"})
+
+    async def scenario() -> dict:
+        first = await v.verify(token)
+        first["roles"].append("admin")  # a caller's change, deep inside the claims
+        first["profile"]["team"] = "b"
+        second = await v.verify(token)
+        second["roles"].append("owner")
+        return await v.verify(token)
+
+    third = asyncio.run(scenario())
+
+    assert (third["roles"], third["profile"]) == (["reader"], {"team": "a"})

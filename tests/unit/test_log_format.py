@@ -10,6 +10,7 @@ import logging
 import logging.config
 import pickle
 import re
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -385,8 +386,11 @@ def test_on_an_event_loop_records_and_made_lines_are_written_in_order_by_batches
                 logger.info("record %d", n)
             else:
                 assert handler.write_json_line(json.dumps({"message": f"line {n}"}))
-        # A full batch goes at once; the rest waits on the loop for its timer.
-        await asyncio.sleep(0)
+        # Each full batch went to the writing thread at once; the rest waits on the loop for its timer,
+        # which cannot run while this coroutine holds the loop.
+        deadline = time.monotonic() + 10
+        while len(lines(stream)) < handler.MAX_BATCH * 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         return len(lines(stream))
 
     try:
@@ -395,7 +399,7 @@ def test_on_an_event_loop_records_and_made_lines_are_written_in_order_by_batches
     finally:
         logger.removeHandler(handler)
 
-    assert written_on_the_loop <= handler.MAX_BATCH * 2
+    assert written_on_the_loop == handler.MAX_BATCH * 2
     messages = [line["message"] for line in lines(stream)]
     assert messages == [f"{'record' if n % 2 else 'line'} {n}" for n in range(count)]
 
@@ -415,3 +419,52 @@ def test_a_made_line_is_refused_where_the_handler_would_not_write_it_as_it_is():
     finally:
         handler.close()
     assert not handler.write_json_line('{"message": "closed"}')
+
+
+def test_a_stream_that_fails_to_flush_stops_no_later_line():
+    class FailsOnce(io.StringIO):
+        failed = False
+
+        def flush(self) -> None:
+            if not self.failed:
+                self.failed = True
+                raise BrokenPipeError("the log reader went away")
+
+    stream = FailsOnce()
+    handler = QueuedStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(f"{LOGGER}.flush")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        logger.info("before")
+        deadline = time.monotonic() + 10
+        while not stream.failed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        logger.info("after")
+        handler.close()
+    finally:
+        logger.removeHandler(handler)
+
+    assert stream.failed
+    assert [line["message"] for line in lines(stream)] == ["before", "after"]
+
+
+def test_under_serve_a_handler_added_to_the_access_logger_later_gets_the_lines_as_records(served_output):
+    stream, handler = served_output
+    app = access_app()
+    call(app, "GET", f"/sessions/user/{SECRET_USER}/sessions")
+    seen: list[logging.LogRecord] = []
+    extra = logging.Handler()
+    extra.emit = seen.append  # type: ignore[method-assign]
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.addHandler(extra)
+    try:
+        call(app, "GET", f"/sessions/user/{SECRET_USER}/sessions")
+    finally:
+        access.removeHandler(extra)
+    handler.close()
+
+    assert [record.getMessage() for record in seen] == [f"GET {SESSIONS_TEMPLATE} 200"]
+    assert len(access_lines(stream)) == 2  # and the usual handler still wrote both
