@@ -84,6 +84,9 @@ class Config:
     log_level: str = "info"
     rate_limits: str | None = "memory"  # None, "memory" or "redis"
     metrics: bool = True
+    # Verified tokens kept by the worker (AUTIONAL_JWT_CACHE_SIZE): the yardstick and the floor verify
+    # every request's token; `no-token-cache` measures the project doing so too.
+    token_cache: bool = True
 
     @property
     def access_log(self) -> bool:
@@ -91,6 +94,8 @@ class Config:
 
     def env(self, redis_url: str) -> dict[str, str]:
         env = {"AUTIONAL_METRICS": "true" if self.metrics else "false"}
+        if not self.token_cache:
+            env["AUTIONAL_JWT_CACHE_SIZE"] = "0"
         if self.rate_limits:
             env["AUTIONAL_RATE_LIMIT"] = RATE_LIMIT
         if self.rate_limits == "redis":
@@ -107,6 +112,7 @@ CONFIGS = {
         Config("no-rate-limits", "production without rate limits", rate_limits=None),
         Config("no-metrics", "production without metrics", metrics=False),
         Config("redis", "production with the rate limits in Redis", rate_limits="redis"),
+        Config("no-token-cache", "production verifying every request's token in full", token_cache=False),
     )
 }
 # Each feature's own cost: the production configuration with it against the same without it.
@@ -115,6 +121,8 @@ FEATURES = (
     ("rate limits in memory", "production", "no-rate-limits"),
     ("rate limits in Redis", "redis", "no-rate-limits"),
     ("metrics", "production", "no-metrics"),
+    # A saving, not a cost (negative): what keeping verified tokens spares a request.
+    ("verified tokens kept", "production", "no-token-cache"),
 )
 
 
@@ -249,10 +257,14 @@ class Bench:
                 argv = [str(BIN / "autional-sessions"), "serve", "--port", str(port)]
                 argv += ["--workers", str(workers), "--log-level", config.log_level]
                 env = {**project_env(self.database(case.engine)[0]), **config.env(self.redis_url)}
+                cwd = ROOT
                 if revision:  # that revision's code, from a worktree of its own, with this venv
                     argv[:1] = [str(BIN / "python"), "-m", "autional_sessions"]
-                    env["PYTHONPATH"] = str(self.worktree(revision))
-                self.servers[key] = self.start(name, argv, port, env)
+                    # `python -m` puts its working directory first on sys.path, before PYTHONPATH: run in
+                    # the worktree, or the working tree's code is what runs.
+                    cwd = self.worktree(revision)
+                    env["PYTHONPATH"] = str(cwd)
+                self.servers[key] = self.start(name, argv, port, env, cwd=cwd)
                 self.servers[key].config = config
         return self.servers[key]
 
@@ -267,13 +279,13 @@ class Bench:
     def ref(self, engine: str) -> str:
         return self.database(engine)[1]
 
-    def start(self, name: str, argv: list[str], port: int, env: dict[str, str]) -> Server:
+    def start(self, name: str, argv: list[str], port: int, env: dict[str, str], cwd: Path = ROOT) -> Server:
         log(f"starting {name} on port {port}")
         log_path = self.tmp / f"{name}.log"
         # A process group of its own: `--workers 2` forks children, and stopping the group stops them all.
         with log_path.open("wb") as output:
             process = subprocess.Popen(
-                argv, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                argv, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.processes.append(process)
         url = f"http://127.0.0.1:{port}"
