@@ -4,6 +4,7 @@ any line, a readable text form, and a configuration uvicorn takes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -282,23 +283,31 @@ def test_an_unknown_format_is_refused():
         uvicorn_log_config("info", "xml")
 
 
-def test_a_queued_handler_writes_every_record_by_the_time_it_is_closed_and_after_that_at_once():
-    stream = io.StringIO()
+@contextlib.contextmanager
+def queued_logger(name: str, stream: io.StringIO) -> Iterator[tuple[logging.Logger, QueuedStreamHandler]]:
+    """A logger of this module's own, writing JSON lines (JWTs redacted) to `stream` through a
+    `QueuedStreamHandler`, as `serve` sets one up; the handler is taken off the logger afterwards."""
     handler = QueuedStreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactJwt())
-    logger = logging.getLogger(f"{LOGGER}.queued")
+    logger = logging.getLogger(f"{LOGGER}.{name}")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     try:
+        yield logger, handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_a_queued_handler_writes_every_record_by_the_time_it_is_closed_and_after_that_at_once():
+    stream = io.StringIO()
+    with queued_logger("queued", stream) as (logger, handler):
         for n in range(2000):
             logger.info("line %d with %s", n, JWT)
         handler.close()
         written = lines(stream)
         logger.info("after the close")
-    finally:
-        logger.removeHandler(handler)
 
     assert [line["message"] for line in written] == [f"line {n} with {JWT_REDACTED}" for n in range(2000)]
     assert lines(stream)[-1]["message"] == "after the close"
@@ -371,35 +380,28 @@ def test_under_serve_an_access_line_with_a_jwt_shaped_field_is_redacted(served_o
 
 def test_on_an_event_loop_records_and_made_lines_are_written_in_order_by_batches_and_all_by_the_close():
     stream = io.StringIO()
-    handler = QueuedStreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RedactJwt())
-    logger = logging.getLogger(f"{LOGGER}.batched")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    count = handler.MAX_BATCH * 2 + 10  # full batches, and one only its timer or the close hands over
+    batch = QueuedStreamHandler.MAX_BATCH
+    count = batch * 2 + 10  # full batches, and one only its timer or the close hands over
 
-    async def log_on_the_loop() -> int:
-        for n in range(count):
-            if n % 2:
-                logger.info("record %d", n)
-            else:
-                assert handler.write_json_line(json.dumps({"message": f"line {n}"}))
-        # Each full batch went to the writing thread at once; the rest waits on the loop for its timer,
-        # which cannot run while this coroutine holds the loop.
-        deadline = time.monotonic() + 10
-        while len(lines(stream)) < handler.MAX_BATCH * 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return len(lines(stream))
+    with queued_logger("batched", stream) as (logger, handler):
 
-    try:
+        async def log_on_the_loop() -> int:
+            for n in range(count):
+                if n % 2:
+                    logger.info("record %d", n)
+                else:
+                    assert handler.write_json_line(json.dumps({"message": f"line {n}"}))
+            # Each full batch went to the writing thread at once; the rest waits on the loop for its
+            # timer, which cannot run while this coroutine holds the loop.
+            deadline = time.monotonic() + 10
+            while len(lines(stream)) < batch * 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return len(lines(stream))
+
         written_on_the_loop = asyncio.run(log_on_the_loop())
         handler.close()
-    finally:
-        logger.removeHandler(handler)
 
-    assert written_on_the_loop == handler.MAX_BATCH * 2
+    assert written_on_the_loop == batch * 2
     messages = [line["message"] for line in lines(stream)]
     assert messages == [f"{'record' if n % 2 else 'line'} {n}" for n in range(count)]
 
@@ -431,21 +433,13 @@ def test_a_stream_that_fails_to_flush_stops_no_later_line():
                 raise BrokenPipeError("the log reader went away")
 
     stream = FailsOnce()
-    handler = QueuedStreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(f"{LOGGER}.flush")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
+    with queued_logger("flush", stream) as (logger, handler):
         logger.info("before")
         deadline = time.monotonic() + 10
         while not stream.failed and time.monotonic() < deadline:
             time.sleep(0.01)
         logger.info("after")
         handler.close()
-    finally:
-        logger.removeHandler(handler)
 
     assert stream.failed
     assert [line["message"] for line in lines(stream)] == ["before", "after"]
