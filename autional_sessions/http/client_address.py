@@ -22,12 +22,19 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 UNKNOWN = "unknown"
 
+# Socket peers kept with their client address when that is the peer itself (no trusted proxy): the rate
+# limits and the access log both ask for every request's, and clients come back.
+_KEPT_PEERS = 4096
+
 
 class ClientAddress:
     """Finds a request's client address, believing `X-Forwarded-For` only from `trusted_proxies`."""
 
     def __init__(self, trusted_proxies: Sequence[str] = ()) -> None:
         self._trusted = parse_networks(trusted_proxies)
+        # peer, as the server gave it -> its client address, for peers that are not trusted proxies
+        # (whose client address depends on the request's headers, not on the peer alone)
+        self._direct: dict[str, str] = {}
 
     def of(self, scope: Scope) -> str:
         """The client address of an ASGI http `scope`: an IP address in its normal form, the socket peer
@@ -35,11 +42,17 @@ class ClientAddress:
         client = scope.get("client")
         if not client:
             return UNKNOWN
+        known = self._direct.get(client[0])
+        if known is not None:
+            return known
         peer = _parse(client[0])
         if peer is None:
             return str(client[0])
         if not self._trusts(peer):
-            return _text(peer)
+            if len(self._direct) >= _KEPT_PEERS:
+                self._direct.clear()  # bounded: the clients of the moment come back at once
+            self._direct[client[0]] = known = str(peer)
+            return known
         hop = peer
         for entry in reversed(_forwarded_for(scope)):
             address = _parse(entry)
@@ -69,11 +82,6 @@ def _forwarded_for(scope: Scope) -> list[str]:
             if text.strip():
                 entries.extend(item.strip() for item in text.split(","))
     return entries
-
-
-@functools.lru_cache(maxsize=4096)
-def _text(address: IPAddress) -> str:
-    return str(address)
 
 
 # Cached: a request's address is asked for by the rate limits and the access log, and clients come back.

@@ -32,25 +32,26 @@ OnRefusal = Callable[[str], None]
 
 
 class _Budget:
-    """One request's rate limits: its address, and the decisions once counted."""
+    """One request's rate limits: its address, and once counted, the decision its responses carry."""
 
-    __slots__ = ("address", "counted", "decisions", "limits", "on_refusal")
+    __slots__ = ("address", "counted", "limits", "on_refusal", "tightest")
 
     def __init__(self, limits: RateLimits, address: str | None, on_refusal: OnRefusal) -> None:
         self.limits = limits
         self.address = address
-        self.on_refusal = {"ip": on_refusal}
+        self.on_refusal = on_refusal  # for the address
         self.counted = False
-        self.decisions: list[tuple[str, Decision]] = []
+        self.tightest: Decision | None = None
 
     async def count(self, subject: str | None, limits: RateLimits, on_refusal: OnRefusal) -> None:
-        """Count the request against its address and, with `subject`, its subject; a ProblemError (429)
-        when either is over its limit."""
+        """Count the request against its address and, with `subject`, its subject (`on_refusal` is the
+        subject's); a ProblemError (429) when either is over its limit."""
         self.counted = True
-        self.on_refusal["sub"] = on_refusal
-        keys = [("ip", self.address)] if self.address is not None else []
+        address = self.address
         if subject:
-            keys.append(("sub", subject))
+            keys = (("ip", address), ("sub", subject)) if address is not None else (("sub", subject),)
+        else:
+            keys = (("ip", address),) if address is not None else ()
         if limits is self.limits:
             # In memory the answer is at hand: no coroutine to make and await for it.
             found = limits.check_many_now(keys)
@@ -58,11 +59,15 @@ class _Budget:
                 found = await limits.check_many(keys)
         else:  # limits of their own for subjects: one call each
             found = [await (self.limits if kind == "ip" else limits).check(kind, who) for kind, who in keys]
-        # A key whose storage is unavailable goes unlimited, and without headers.
-        self.decisions = [(key[0], d) for key, d in zip(keys, found, strict=True) if d is not None]
-        for kind, decision in self.decisions:
+        # The budget that runs out first (the subject's, of two that run out together). A key whose
+        # storage is unavailable goes unlimited, and without headers.
+        tightest = None
+        for (kind, _who), decision in zip(keys, found, strict=True):
+            if decision is None:
+                continue
             if not decision.allowed:
-                self.on_refusal[kind](kind)
+                (self.on_refusal if kind == "ip" else on_refusal)(kind)
+                self.tightest = decision
                 raise ProblemError(
                     "rate-limited",
                     _REFUSALS[kind],
@@ -70,23 +75,17 @@ class _Budget:
                     retry_after=decision.retry_after,
                     headers=decision.headers(),
                 )
-
-    def tightest(self) -> Decision | None:
-        """The budget that runs out first (the subject's, of two that run out together)."""
-        tightest: Decision | None = None
-        for _kind, decision in self.decisions:
             if tightest is None or decision.remaining <= tightest.remaining:
                 tightest = decision
-        return tightest
+        self.tightest = tightest
 
     def headers(self) -> dict[str, str]:
-        tightest = self.tightest()
-        return tightest.headers() if tightest else {}
+        return self.tightest.headers() if self.tightest else {}
 
     def stamp(self, message: Message) -> None:
         """Put the budget's headers on a response's start message, in place of any an inner layer set
         (a 429's own): one pass over the raw headers."""
-        tightest = self.tightest()
+        tightest = self.tightest
         if tightest is None:
             return
         ours = tightest.raw_headers()

@@ -48,7 +48,7 @@ class AccessLog:
             "route": route,
             "method": method,
             "status": status,
-            "duration_ms": round(seconds * 1000, 3),
+            "duration_ms": round(seconds * 1e6) / 1000,  # to the microsecond, as round(ms, 3) but faster
             # The same trace context as the response's traceparent and its problem body.
             "trace_id": span.traceparent if span else None,
             "span_id": span.span_id if span else None,
