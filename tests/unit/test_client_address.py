@@ -108,3 +108,23 @@ def test_a_bad_trusted_proxy_is_refused_with_its_name(entry):
 def test_one_string_instead_of_a_list_is_refused():
     with pytest.raises(TypeError):
         ClientAddress("10.0.0.0/8")
+
+
+def test_a_trusted_proxy_s_requests_are_each_read_from_their_own_headers(behind_proxies):
+    # A peer's address is kept only when it is the client itself: a proxy's clients differ by request.
+    first = behind_proxies.of(scope("10.1.2.3", "198.51.100.1"))
+    second = behind_proxies.of(scope("10.1.2.3", "198.51.100.2"))
+    assert (first, second) == ("198.51.100.1", "198.51.100.2")
+
+
+def test_a_peer_seen_again_is_the_same_client_in_its_normal_form(behind_proxies):
+    peer = "::ffff:203.0.113.7"  # an IPv4 client through a dual-stack socket
+    assert {behind_proxies.of(scope(peer, "198.51.100.1")) for _ in range(3)} == {"203.0.113.7"}
+
+
+def test_the_peers_kept_stay_bounded():
+    addresses = ClientAddress([])
+    for n in range(10_000):
+        peer = f"198.51.{n // 256 % 256}.{n % 256}"
+        assert addresses.of(scope(peer)) == peer
+    assert len(addresses._direct) <= 4096
