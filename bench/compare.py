@@ -370,14 +370,48 @@ def check_features(case: Case, side: str, server: Server, response: httpx.Respon
         )
 
 
-def load(url: str, case: Case, seconds: int) -> Round:
+def load(url: str, case: Case, seconds: int, cpus: set[int] | None = None) -> Round:
     argv = [str(BIN / "python"), str(SHARED / "loadgen.py"), "--url", url, "--secret", SECRET]
     argv += ["--issuer", ISSUER, "--audience", AUDIENCE, "--users", str(USERS), "--user-format", USER_FORMAT]
     argv += ["--query", case.query, "--seconds", str(seconds), "--connections", str(case.connections)]
-    done = subprocess.run(argv, capture_output=True, text=True)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    done = subprocess.run(argv, capture_output=True, text=True, preexec_fn=pin)
     if done.returncode != 0:
         raise BenchError(f"loadgen against {url} failed ({done.returncode}): {done.stderr.strip()[-1000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def group_pids(group: int) -> list[int]:
+    """Every live process of the process group `group`, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # Fields after the command's closing parenthesis: state ppid pgrp ...
+            if int(stat.read_text().rpartition(")")[2].split()[2]) == group:
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+def pin_group(group: int, cpus: set[int]) -> None:
+    """Run every thread of every process of `group` on `cpus` (threads already started keep their own
+    affinity, so each is set: the log writer's, a pool's)."""
+    for pid in group_pids(group):
+        for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), cpus)
+
+
+def placement(case: Case, pin: bool) -> tuple[set[int], set[int]]:
+    """The CPUs of the servers and of the load generator. Pinned (the default, on a machine of two CPUs or
+    more, for one-worker cases): the server under load alone on the last CPU, wrk and its Lua on the others,
+    so that the scheduler's placement of the two from second to second, which moved a configuration's
+    rounds by a fifth on the bench machine, stops blurring the comparison. PostgreSQL's backends and Redis
+    stay unpinned, as the other servers' are. Cases with several workers use every CPU for both."""
+    every = set(os.sched_getaffinity(0))
+    if not pin or len(every) < 2 or case.workers > 1:
+        return every, every
+    server = {max(every)}
+    return server, every - server
 
 
 def group_cpu_seconds(group: int) -> float:
@@ -395,13 +429,17 @@ def group_cpu_seconds(group: int) -> float:
 
 
 def run_case(
-    bench: Bench, case: Case, rounds: int, seconds: int, revisions: list[str]
+    bench: Bench, case: Case, rounds: int, seconds: int, revisions: list[str], pin: bool = True
 ) -> dict[str, list[Round]]:
     sides = case.sides[:-2] + [revision_side(r) for r in revisions] + case.sides[-2:]
     servers = {side: bench.server(side, case) for side in sides}
     honesty_check(case, servers)
+    server_cpus, load_cpus = placement(case, pin)
     for server in servers.values():  # warm-up, not recorded: pools, caches, lazy imports, every worker forked
-        load(server.url, case, 1)
+        load(server.url, case, 1, load_cpus)
+        pin_group(server.process.pid, server_cpus)  # after the warm-up: every worker and thread started
+    if server_cpus != load_cpus:
+        log(f"[{case.name}] servers on CPU {sorted(server_cpus)}, the load generator on {sorted(load_cpus)}")
     runs: dict[str, list[Round]] = {side: [] for side in servers}
     for i in range(rounds):
         # Every server in every round, in an order reversed each round, so that a drift in the machine's
@@ -409,7 +447,7 @@ def run_case(
         for side in sides if i % 2 == 0 else sides[::-1]:
             group = servers[side].process.pid  # each server leads a process group (`Bench.start`)
             cpu = group_cpu_seconds(group)
-            result = load(servers[side].url, case, seconds)
+            result = load(servers[side].url, case, seconds, load_cpus)
             result["cpu_us"] = 1e6 * (group_cpu_seconds(group) - cpu) / max(result["requests"], 1)
             runs[side].append(result)
             log(
@@ -427,6 +465,20 @@ def median(runs: list[Round], key: str) -> float:
 def cpu(runs: list[Round]) -> float:
     """The server's median CPU time per request, in microseconds (all its processes)."""
     return median(runs, "cpu_us")
+
+
+def paired_cost(on: list[Round], off: list[Round], key: str, inverse: bool = False) -> tuple[float, str]:
+    """A feature's cost in per cent, from the rounds in pairs: in each round, the configuration with it
+    against the one without, measured within the same minute; the median of the rounds' costs, and their
+    range. Pairs cancel what moves the machine's speed from round to round (by a fifth on the bench
+    machine, more than any one feature's cost), which the medians of each side taken apart keep.
+    `inverse`: a figure that falls with the cost (requests a second), not one that rises (CPU time)."""
+    costs = sorted(
+        100 * ((1 - a[key] / b[key]) if inverse else (a[key] / b[key] - 1))
+        for a, b in zip(on, off, strict=True)
+        if b[key] > 0
+    )
+    return statistics.median(costs), f"{costs[0]:.1f} to {costs[-1]:.1f}"
 
 
 def errors(*runs: Round) -> int:
@@ -447,8 +499,9 @@ def report(results: dict[str, dict[str, list[Round]]]) -> tuple[str, bool]:
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     costs = [
-        "| case | feature | req/s with it | req/s without it | cost | CPU us/req with it | without it | CPU cost |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| case | feature | req/s with it | req/s without it | cost | rounds' costs | CPU us/req with it "
+        "| without it | CPU cost | rounds' CPU costs |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     failed = False
     for name, runs in results.items():
@@ -472,11 +525,12 @@ def report(results: dict[str, dict[str, list[Round]]]) -> tuple[str, bool]:
         for feature, with_it, without_it in FEATURES:
             on, off = runs.get(project_side(with_it)), runs.get(project_side(without_it))
             if on and off:
-                on_rps, off_rps = median(on, "rps"), median(off, "rps")
-                on_cpu, off_cpu = cpu(on), cpu(off)
+                rps_cost, rps_spread = paired_cost(on, off, "rps", inverse=True)
+                cpu_cost, cpu_spread = paired_cost(on, off, "cpu_us")
                 costs.append(
-                    f"| {name} | {feature} | {on_rps:.0f} | {off_rps:.0f} | {100 * (1 - on_rps / off_rps):.1f} % "
-                    f"| {on_cpu:.0f} | {off_cpu:.0f} | {100 * (on_cpu / off_cpu - 1):.1f} % |"
+                    f"| {name} | {feature} | {median(on, 'rps'):.0f} | {median(off, 'rps'):.0f} "
+                    f"| {rps_cost:.1f} % | {rps_spread} | {cpu(on):.0f} | {cpu(off):.0f} "
+                    f"| {cpu_cost:.1f} % | {cpu_spread} |"
                 )
     table = "\n".join(lines)
     if len(costs) > 2:
@@ -504,6 +558,12 @@ def main() -> int:
         help="comma-separated git revisions whose code also runs, in the production configuration, beside "
         "the working tree's (before and after a change, in one interleaved run)",
     )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the scheduler place servers and load generator (by default, one-worker cases run the "
+        "server alone on the last CPU and the load generator on the others)",
+    )
     args = parser.parse_args()
     unknown = [name for name in args.cases.split(",") if name not in CASES]
     if unknown:
@@ -529,7 +589,9 @@ def main() -> int:
         try:
             for case in cases:
                 revisions = [r for r in args.revisions.split(",") if r]
-                results[case.name] = run_case(bench, case, args.rounds, args.seconds, revisions)
+                results[case.name] = run_case(
+                    bench, case, args.rounds, args.seconds, revisions, pin=not args.no_pin
+                )
         except (BenchError, subprocess.CalledProcessError) as exc:
             log(f"compare: {exc}")
             return 1

@@ -8,8 +8,9 @@ the apps of every configuration are built in one process, on one seeded SQLite d
 token per request), in blocks interleaved round-robin so that a drift of the machine favours none; the
 median block's CPU time per request is each configuration's figure. What it leaves out, uvicorn's HTTP
 parsing and writing, is the same for every configuration: the difference between two configurations is
-the feature's own cost, and its share of the production configuration's full cost per request is what
-`make bench`'s CPU column shows for it.
+the feature's own cost, taken block by block (each configuration's block against production's of the
+same turn, a second apart at most) and then the median, and its share of the production configuration's
+full cost per request is what `make bench`'s CPU column shows for it.
 
     .venv/bin/python bench/feature_costs.py
     .venv/bin/python bench/feature_costs.py --blocks 30 --requests 1000
@@ -144,20 +145,26 @@ async def measure(apps: dict, blocks: int, requests: int) -> dict[str, list[floa
 
 
 def report(costs: dict[str, list[float]]) -> str:
-    production = statistics.median(costs["production"])
+    """Each configuration's median block, and what it leaves out as the median of its blocks' differences
+    with production's blocks of the same turn (run one after the other, within a second): pairs cancel
+    what moves the machine's speed from second to second, which the medians taken apart keep."""
+    production = costs["production"]
     lines = [
-        "| configuration | CPU us/request (median block) | spread of blocks | cost of what it leaves out |",
-        "|---|--:|--:|--:|",
+        "| configuration | CPU us/request (median block) | spread of blocks | cost of what it leaves out "
+        "(median of paired blocks) | middle half of the paired differences |",
+        "|---|--:|--:|--:|--:|",
     ]
     for name, blocks in costs.items():
         median = statistics.median(blocks)
         spread = f"{min(blocks):.0f} to {max(blocks):.0f}"
-        cost = (
-            ""
-            if name == "production"
-            else f"{production - median:.1f} us ({100 * (1 - median / production):.1f} %)"
-        )
-        lines.append(f"| {name} | {median:.1f} | {spread} | {cost} |")
+        cost = quartiles = ""
+        if name != "production":
+            differences = [p - b for p, b in zip(production, blocks, strict=True)]
+            saved = statistics.median(differences)
+            cost = f"{saved:.1f} us ({100 * saved / statistics.median(production):.1f} %)"
+            low, _, high = statistics.quantiles(differences, n=4)
+            quartiles = f"{low:.1f} to {high:.1f} us"
+        lines.append(f"| {name} | {median:.1f} | {spread} | {cost} | {quartiles} |")
     return "\n".join(lines)
 
 

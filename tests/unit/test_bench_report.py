@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 from tests.checkout import REPO
 
@@ -45,9 +49,53 @@ def test_each_configuration_is_a_row_beside_the_yardstick_and_the_floor_and_each
         "| sqlite-20 | production | 900 | 1000 | 1500 | 0.90 | 0.60 | 5.00 | 10.00 | 20.00 | 10.00 | 0.50 "
         "| 660 / 500 / 500 | 0 / 0 / 0 |" in table
     )
-    assert "| sqlite-20 | access log | 900 | 1000 | 10.0 % | 660 | 600 | 10.0 % |" in table
-    assert "| sqlite-20 | rate limits in memory | 900 | 950 | 5.3 % | 660 | 500 | 32.0 % |" in table
+    assert (
+        "| sqlite-20 | access log | 900 | 1000 | 10.0 % | 9.9 to 10.1 | 660 | 600 | 10.0 % | 10.0 to 10.0 |"
+        in table
+    )
+    assert (
+        "| sqlite-20 | rate limits in memory | 900 | 950 | 5.3 % | 5.2 to 5.3 | 660 | 500 | 32.0 % | 32.0 to 32.0 |"
+        in table
+    )
     assert "rate limits in Redis" not in table  # not measured in this run
+
+
+def test_a_feature_s_cost_is_taken_round_by_round_so_the_machine_s_drift_cancels_out():
+    # The machine slows down in the third round for both sides of the pair: each round says 10 %, where
+    # the medians of each side taken apart (200 against 110) would say the feature is worth 82 %.
+    with_it = [dict(r, rps=rps) for r, rps in zip(rounds(0), (90, 180, 200), strict=True)]
+    without = [dict(r, rps=rps) for r, rps in zip(rounds(0), (100, 200, 110), strict=True)]
+
+    cost, spread = compare.paired_cost(with_it, without, "rps", inverse=True)
+
+    assert (round(cost, 1), spread) == (10.0, "-81.8 to 10.0")
+
+
+def test_one_worker_s_server_and_its_load_generator_run_on_cpus_apart():
+    one, two = compare.CASES["sqlite-20"], compare.CASES["pg-2"]
+    every = set(os.sched_getaffinity(0))
+
+    server, load = compare.placement(one, pin=True)
+
+    if len(every) >= 2:
+        assert server and load and not server & load and server | load == every
+    assert compare.placement(two, pin=True) == (every, every)  # several workers: every CPU for both
+    assert compare.placement(one, pin=False) == (every, every)
+
+
+def test_pinning_a_server_pins_every_thread_of_every_process_of_its_group():
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        time.sleep(0.5)  # the thread started
+        cpu = max(os.sched_getaffinity(0))
+        compare.pin_group(child.pid, {cpu})
+        tasks = list(Path(f"/proc/{child.pid}/task").iterdir())
+        assert len(tasks) == 2
+        assert all(os.sched_getaffinity(int(task.name)) == {cpu} for task in tasks)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_an_error_of_the_project_at_256_connections_fails_the_run_and_one_of_the_yardstick_does_not():
@@ -61,10 +109,6 @@ def test_an_error_of_the_project_at_256_connections_fails_the_run_and_one_of_the
 
 
 def test_a_server_s_cpu_time_counts_every_process_of_its_group():
-    import os
-    import subprocess
-    import time
-
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
     try:
         before = compare.group_cpu_seconds(child.pid)
