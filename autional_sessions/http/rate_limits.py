@@ -13,7 +13,7 @@ that runs out first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 
 from starlette.exceptions import HTTPException
@@ -43,22 +43,38 @@ class _Budget:
         self.counted = False
         self.tightest: Decision | None = None
 
+    def count_now(self, subject: str | None, limits: RateLimits, on_refusal: OnRefusal) -> bool:
+        """`count`, where the answer is at hand (counts in this process's memory): no coroutine made and
+        awaited for it. False, and nothing counted, where it is not (then `count`)."""
+        if limits is not self.limits:
+            return False
+        keys = self._keys(subject)
+        found = limits.check_many_now(keys)
+        if found is None:
+            return False
+        self._settle(keys, found, on_refusal)
+        return True
+
     async def count(self, subject: str | None, limits: RateLimits, on_refusal: OnRefusal) -> None:
         """Count the request against its address and, with `subject`, its subject (`on_refusal` is the
         subject's); a ProblemError (429) when either is over its limit."""
+        keys = self._keys(subject)
+        if limits is self.limits:
+            found = await limits.check_many(keys)
+        else:  # limits of their own for subjects: one call each
+            found = [await (self.limits if kind == "ip" else limits).check(kind, who) for kind, who in keys]
+        self._settle(keys, found, on_refusal)
+
+    def _keys(self, subject: str | None) -> tuple[tuple[str, str], ...]:
         self.counted = True
         address = self.address
         if subject:
-            keys = (("ip", address), ("sub", subject)) if address is not None else (("sub", subject),)
-        else:
-            keys = (("ip", address),) if address is not None else ()
-        if limits is self.limits:
-            # In memory the answer is at hand: no coroutine to make and await for it.
-            found = limits.check_many_now(keys)
-            if found is None:
-                found = await limits.check_many(keys)
-        else:  # limits of their own for subjects: one call each
-            found = [await (self.limits if kind == "ip" else limits).check(kind, who) for kind, who in keys]
+            return (("ip", address), ("sub", subject)) if address is not None else (("sub", subject),)
+        return (("ip", address),) if address is not None else ()
+
+    def _settle(
+        self, keys: tuple[tuple[str, str], ...], found: Sequence[Decision | None], on_refusal: OnRefusal
+    ) -> None:
         # The budget that runs out first (the subject's, of two that run out together). A key whose
         # storage is unavailable goes unlimited, and without headers.
         tightest = None
@@ -131,7 +147,8 @@ class ClientRateLimitMiddleware:
 
         async def send_with_budget(message: Message) -> None:
             if message["type"] == "http.response.start":
-                if not budget.counted:  # an app that answered without the subject's middleware
+                # An app that answered without the subject's middleware: counted before it starts.
+                if not budget.counted and not budget.count_now(None, self.limits, self.on_refusal):
                     await budget.count(None, self.limits, self.on_refusal)
                 budget.stamp(message)
             await send(message)
@@ -139,8 +156,9 @@ class ClientRateLimitMiddleware:
         try:
             await self.app(scope, receive, send_with_budget)
         except Exception as exc:
-            if not budget.counted:
-                await budget.count(None, self.limits, self.on_refusal)  # a 429 in its place, past the limit
+            # Not counted yet: counted now, and a 429 in its place past the limit.
+            if not budget.counted and not budget.count_now(None, self.limits, self.on_refusal):
+                await budget.count(None, self.limits, self.on_refusal)
             _add_headers(exc, budget.headers())
             raise
         finally:
@@ -166,7 +184,8 @@ class SubjectRateLimitMiddleware:
             budget = _budget.get()
             if budget is None:  # no address middleware outside: the subject alone, without headers
                 budget = _Budget(self.limits, None, self.on_refusal)
-            await budget.count(subject, self.limits, self.on_refusal)
+            if not budget.count_now(subject, self.limits, self.on_refusal):
+                await budget.count(subject, self.limits, self.on_refusal)
         await self.app(scope, receive, send)
 
 
