@@ -203,6 +203,9 @@ class Bench:
     databases: dict[str, tuple[str, str]] = field(default_factory=dict)  # engine -> (project URL, ref)
     servers: dict[tuple[str, str, int], Server] = field(default_factory=dict)  # (side, engine, workers)
     worktrees: list[Path] = field(default_factory=list)
+    # PYTHONHASHSEED of every server started from now on; None: each process draws its own (`run_case`
+    # says why a round gives all its servers one).
+    hash_seed: str | None = None
 
     def database(self, engine: str) -> tuple[str, str]:
         if engine not in self.databases:
@@ -230,9 +233,24 @@ class Bench:
                 "set AUTIONAL_BENCH_POSTGRES_URL, or pick SQLite cases with --cases"
             ) from exc
 
+    @staticmethod
+    def key(side: str, case: Case) -> tuple[str, str, int]:
+        return side, case.engine, case.workers if side.startswith("project") else 1
+
+    def restart(self, side: str, case: Case) -> Server:
+        """The server of `side` for `case`, stopped and started again (with the current `hash_seed`)."""
+        server = self.servers.pop(self.key(side, case), None)
+        if server is not None:
+            stop(server.process)
+            self.processes.remove(server.process)
+        restarted = self.server(side, case)
+        if server is not None:
+            restarted.config = server.config
+        return restarted
+
     def server(self, side: str, case: Case) -> Server:
-        workers = case.workers if side.startswith("project") else 1
-        key = (side, case.engine, workers)
+        key = self.key(side, case)
+        workers = key[2]
         if key not in self.servers:
             port = free_port()
             name = f"{side.replace(':', '-')}-{case.engine}-{workers}"
@@ -283,7 +301,9 @@ class Bench:
         log(f"starting {name} on port {port}")
         log_path = self.tmp / f"{name}.log"
         # A process group of its own: `--workers 2` forks children, and stopping the group stops them all.
-        with log_path.open("wb") as output:
+        if self.hash_seed is not None:
+            env = {**env, "PYTHONHASHSEED": self.hash_seed}
+        with log_path.open("ab") as output:
             process = subprocess.Popen(
                 argv, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
             )
@@ -305,11 +325,7 @@ class Bench:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop(process)
         for path in self.worktrees:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
         if not self.pg_databases:
@@ -319,6 +335,17 @@ class Bench:
             log(f"dropped {', '.join(self.pg_databases)}")
         except psycopg.Error as exc:
             log(f"could not drop {', '.join(self.pg_databases)}: {exc}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a server and the workers of its process group: SIGTERM, then SIGKILL after 15 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def honesty_check(case: Case, servers: dict[str, Server]) -> None:
@@ -429,19 +456,40 @@ def group_cpu_seconds(group: int) -> float:
 
 
 def run_case(
-    bench: Bench, case: Case, rounds: int, seconds: int, revisions: list[str], pin: bool = True
+    bench: Bench,
+    case: Case,
+    rounds: int,
+    seconds: int,
+    revisions: list[str],
+    pin: bool = True,
+    reseed: bool = True,
 ) -> dict[str, list[Round]]:
+    """Every server of the case in every round.
+
+    `reseed`: each round starts every server afresh, all with one PYTHONHASHSEED, another each round. A
+    Python process draws its string hashes' seed when it starts, and on the bench machine that alone
+    moved a server's CPU time per request by up to a fifth (three servers of one configuration, started
+    together: 713, 712 and 588 us a request; with one seed for the three, 656, 654 and 661): more than
+    any feature costs. One seed for a round's servers compares them on equal terms; a new one each round
+    averages the seeds' luck out, as production's workers, each with its own seed, do."""
     sides = case.sides[:-2] + [revision_side(r) for r in revisions] + case.sides[-2:]
     servers = {side: bench.server(side, case) for side in sides}
     honesty_check(case, servers)
     server_cpus, load_cpus = placement(case, pin)
-    for server in servers.values():  # warm-up, not recorded: pools, caches, lazy imports, every worker forked
-        load(server.url, case, 1, load_cpus)
-        pin_group(server.process.pid, server_cpus)  # after the warm-up: every worker and thread started
     if server_cpus != load_cpus:
         log(f"[{case.name}] servers on CPU {sorted(server_cpus)}, the load generator on {sorted(load_cpus)}")
     runs: dict[str, list[Round]] = {side: [] for side in servers}
     for i in range(rounds):
+        if reseed:
+            bench.hash_seed = str(i + 1)
+            log(f"[{case.name}] round {i + 1}/{rounds}: every server started with PYTHONHASHSEED={i + 1}")
+            servers = {side: bench.restart(side, case) for side in sides}
+        if reseed or i == 0:
+            # Warm-up, not recorded: pools, caches, lazy imports, every worker forked; then pinned, every
+            # worker and thread started.
+            for server in servers.values():
+                load(server.url, case, 1, load_cpus)
+                pin_group(server.process.pid, server_cpus)
         # Every server in every round, in an order reversed each round, so that a drift in the machine's
         # load favours none of them.
         for side in sides if i % 2 == 0 else sides[::-1]:
@@ -455,6 +503,7 @@ def run_case(
                 f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
                 f"cpu {result['cpu_us']:6.0f} us/req  errors {errors(result)}"
             )
+    bench.hash_seed = None
     return runs
 
 
@@ -559,6 +608,12 @@ def main() -> int:
         "the working tree's (before and after a change, in one interleaved run)",
     )
     parser.add_argument(
+        "--no-reseed",
+        action="store_true",
+        help="keep each server, and the hash seed its process drew, for every round (by default each round "
+        "restarts every server with one PYTHONHASHSEED, another each round)",
+    )
+    parser.add_argument(
         "--no-pin",
         action="store_true",
         help="let the scheduler place servers and load generator (by default, one-worker cases run the "
@@ -590,7 +645,13 @@ def main() -> int:
             for case in cases:
                 revisions = [r for r in args.revisions.split(",") if r]
                 results[case.name] = run_case(
-                    bench, case, args.rounds, args.seconds, revisions, pin=not args.no_pin
+                    bench,
+                    case,
+                    args.rounds,
+                    args.seconds,
+                    revisions,
+                    pin=not args.no_pin,
+                    reseed=not args.no_reseed,
                 )
         except (BenchError, subprocess.CalledProcessError) as exc:
             log(f"compare: {exc}")

@@ -120,3 +120,16 @@ def test_a_server_s_cpu_time_counts_every_process_of_its_group():
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_server_started_in_a_round_gets_the_round_s_hash_seed(tmp_path):
+    bench = compare.Bench(tmp_path, "", "")
+    bench.hash_seed = "7"
+    port = compare.free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    server = bench.start("probe", argv, port, {**os.environ, "PYTHONHASHSEED": "random"})
+    try:
+        environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
+        assert b"PYTHONHASHSEED=7" in environ
+    finally:
+        bench.close()
