@@ -13,7 +13,7 @@ that runs out first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 
 from starlette.exceptions import HTTPException
@@ -145,12 +145,20 @@ class ClientRateLimitMiddleware:
         budget = _Budget(self.limits, self.client_address.of(scope), self.on_refusal)
         token = _budget.set(budget)
 
-        async def send_with_budget(message: Message) -> None:
+        # A plain function that hands back `send`'s own awaitable: no coroutine of its own, on each of a
+        # response's messages.
+        def send_with_budget(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                # An app that answered without the subject's middleware: counted before it starts.
-                if not budget.counted and not budget.count_now(None, self.limits, self.on_refusal):
-                    await budget.count(None, self.limits, self.on_refusal)
+                if not budget.counted:  # an app that answered without the subject's middleware
+                    return count_then_send(message)
                 budget.stamp(message)
+            return send(message)
+
+        async def count_then_send(message: Message) -> None:
+            # Counted before the answer starts: past the limit, the 429 goes in its place.
+            if not budget.count_now(None, self.limits, self.on_refusal):
+                await budget.count(None, self.limits, self.on_refusal)
+            budget.stamp(message)
             await send(message)
 
         try:

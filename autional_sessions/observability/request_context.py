@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -132,7 +132,9 @@ class RequestContextMiddleware:
         # What the client gets when no response starts: uvicorn answers 500 for an app that sent none.
         status, error = 500, None
 
-        async def send_marked(message: Message) -> None:
+        # A plain function that hands back `send`'s own awaitable: no coroutine of its own, on each of a
+        # response's messages.
+        def send_marked(message: Message) -> Awaitable[None]:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -149,7 +151,7 @@ class RequestContextMiddleware:
                     if lowered not in _STAMPED:
                         kept.append((name, value))
                 message["headers"] = kept + stamps + ([] if cacheable else [(b"cache-control", b"no-store")])
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_marked)
