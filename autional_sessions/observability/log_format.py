@@ -19,6 +19,7 @@ import queue
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
 from typing import IO, Any
@@ -94,7 +95,7 @@ class QueuedStreamHandler(QueueHandler):
     batch schedules its hand-over `BATCH_SECONDS` later, on the loop, and a full batch goes at once: one
     queue put, one wake-up of the writing thread and one write serve a batch instead of each line (by
     itself this measured no faster in the bench; what made the access log cheap is its line made without
-    a `LogRecord`, `write_json_line`).
+    a `LogRecord`, and made on this thread from the request's values: `write_json_line_later`).
     Off a loop (another thread, a command), a record is handed over at once, so lines of different threads
     may be written up to `BATCH_SECONDS` out of their order; each line's time says when it was logged.
 
@@ -114,7 +115,7 @@ class QueuedStreamHandler(QueueHandler):
         self._listener.start()
         # The batch being gathered, and the loop it is gathered on (a loop's callbacks never run at once,
         # so the list needs no lock); other threads' records are queued one by one.
-        self._batch: list[logging.LogRecord | str] = []
+        self._batch: list[logging.LogRecord | str | tuple[Callable[[Any], str], Any]] = []
         self._batch_loop: asyncio.AbstractEventLoop | None = None
         self._json_lines = False  # whether `write_json_line` may write (set with the formatter, filters)
 
@@ -135,6 +136,17 @@ class QueuedStreamHandler(QueueHandler):
         self._put(line)
         return True
 
+    def write_json_line_later(self, make: Callable[[Any], str], fields: Any) -> bool:
+        """`write_json_line` for the line `make(fields)`, made on the writing thread, in the loop over its
+        batch: the request that logs it only hands over its values (`fields`: values that do not change
+        afterwards). A JWT-shaped text in the made line is redacted there, as `RedactJwt` redacts it field
+        by field. False, and nothing written, when this handler would not write such lines (another
+        formatter, a filter other than the JWT redaction, the handler closed)."""
+        if self._listener is None or not self._json_lines:
+            return False
+        self._put((make, fields))
+        return True
+
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         super().setFormatter(fmt)
         self._json_lines = self._writes_json_lines()
@@ -152,7 +164,7 @@ class QueuedStreamHandler(QueueHandler):
             isinstance(each, RedactJwt) for each in self.filters
         )
 
-    def _put(self, item: logging.LogRecord | str) -> None:
+    def _put(self, item: logging.LogRecord | str | tuple[Callable[[Any], str], Any]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -213,11 +225,17 @@ class _BatchListener(QueueListener):
 
     def handle(self, record: Any) -> None:
         # `QueueListener.handle` is the documented per-item hook; the writer applies the owner's filters
-        # to records, and writes the lines that came made (`write_json_line`) as they are.
+        # to records, writes the lines that came made (`write_json_line`) as they are, and makes those
+        # that came as a maker and its values (`write_json_line_later`).
         lines: list[str] = []  # consecutive made lines, written in one call
         for each in record if isinstance(record, list) else (record,):
             if isinstance(each, str):
                 lines.append(each)
+                continue
+            if isinstance(each, tuple):
+                line = _made_line(*each)
+                if line is not None:
+                    lines.append(line)
                 continue
             if lines:
                 self._writer.write_lines(lines)
@@ -261,6 +279,15 @@ class _QueueWriter(logging.StreamHandler):
             self.stream.write(self.terminator.join(lines) + self.terminator)
         except Exception:
             _report_write_error()
+
+
+def _made_line(make: Callable[[Any], str], fields: Any) -> str | None:
+    try:
+        line = make(fields)
+    except Exception:
+        _report_write_error()  # the line is lost, said on stderr; the thread goes on with the others
+        return None
+    return redact_jwts(line) if _JWT.search(line) else line
 
 
 def _report_write_error() -> None:

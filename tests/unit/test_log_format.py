@@ -11,6 +11,7 @@ import logging
 import logging.config
 import pickle
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -421,6 +422,75 @@ def test_a_made_line_is_refused_where_the_handler_would_not_write_it_as_it_is():
     finally:
         handler.close()
     assert not handler.write_json_line('{"message": "closed"}')
+
+
+def _message_line(fields: tuple[str, int]) -> str:
+    return json.dumps({"message": f"{fields[0]} {fields[1]}"})
+
+
+def test_a_line_handed_over_as_its_values_is_made_on_the_writing_thread_in_order_with_the_others():
+    stream = io.StringIO()
+    made_on: set[str] = set()
+
+    def line_of(fields: tuple[str, int]) -> str:
+        made_on.add(threading.current_thread().name)
+        return _message_line(fields)
+
+    with queued_logger("later", stream) as (logger, handler):
+
+        async def log_on_the_loop() -> None:
+            for n in range(30):
+                if n % 3 == 0:
+                    logger.info("record %d", n)
+                elif n % 3 == 1:
+                    assert handler.write_json_line(json.dumps({"message": f"line {n}"}))
+                else:
+                    assert handler.write_json_line_later(line_of, ("values", n))
+
+        asyncio.run(log_on_the_loop())
+        handler.close()
+
+    expected = [f"{('record', 'line', 'values')[n % 3]} {n}" for n in range(30)]
+    assert [line["message"] for line in lines(stream)] == expected
+    assert made_on and threading.main_thread().name not in made_on
+
+
+def test_a_jwt_shaped_text_in_a_line_made_later_is_redacted_and_the_line_kept():
+    stream = io.StringIO()
+    with queued_logger("later_jwt", stream) as (_logger, handler):
+        assert handler.write_json_line_later(_message_line, (f"token {JWT}", 1))
+        handler.close()
+
+    assert [line["message"] for line in lines(stream)] == [f"token {JWT_REDACTED} 1"]
+
+
+def test_a_line_whose_making_fails_is_reported_and_the_lines_after_it_are_written(capsys):
+    stream = io.StringIO()
+
+    def broken(_fields: object) -> str:
+        raise ValueError("cannot make this line")
+
+    with queued_logger("later_broken", stream) as (_logger, handler):
+        assert handler.write_json_line_later(broken, ())
+        assert handler.write_json_line_later(_message_line, ("after", 2))
+        handler.close()
+
+    assert [line["message"] for line in lines(stream)] == ["after 2"]
+    assert "cannot make this line" in capsys.readouterr().err
+
+
+def test_a_line_to_make_later_is_refused_where_the_handler_would_not_write_json_lines():
+    handler = QueuedStreamHandler(io.StringIO())
+    try:
+        assert not handler.write_json_line_later(_message_line, ("no formatter", 0))
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(RedactJwt())
+        assert handler.write_json_line_later(_message_line, ("json", 1))
+        handler.addFilter(logging.Filter("another"))
+        assert not handler.write_json_line_later(_message_line, ("another filter", 2))
+    finally:
+        handler.close()
+    assert not handler.write_json_line_later(_message_line, ("closed", 3))
 
 
 def test_a_stream_that_fails_to_flush_stops_no_later_line():
