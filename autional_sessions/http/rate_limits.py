@@ -184,7 +184,9 @@ class SubjectRateLimitMiddleware:
         self.limits = limits
         self.on_refusal = on_refusal
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # A plain function that hands back the next layer's awaitable: no coroutine of this layer's own on a
+    # request counted in memory (a 429 is raised from the call, as it would be from the await).
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "http":
             context = (scope.get("extensions") or {}).get("connexion_context") or {}
             subject = context.get("user")
@@ -193,7 +195,13 @@ class SubjectRateLimitMiddleware:
             if budget is None:  # no address middleware outside: the subject alone, without headers
                 budget = _Budget(self.limits, None, self.on_refusal)
             if not budget.count_now(subject, self.limits, self.on_refusal):
-                await budget.count(subject, self.limits, self.on_refusal)
+                return self._count_then_call(budget, subject, scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _count_then_call(
+        self, budget: _Budget, subject: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        await budget.count(subject, self.limits, self.on_refusal)
         await self.app(scope, receive, send)
 
 

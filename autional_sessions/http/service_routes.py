@@ -5,7 +5,7 @@ is a problem response like any other), which passes every other request on."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -43,8 +43,9 @@ class ServiceRoutesMiddleware:
         # without a router match on its way.
         self._segments = frozenset(route.path.split("/")[1] for route in routes)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # A plain function that hands back the awaitable of the app it picks: no coroutine of this layer's
+    # own on every request it passes on.
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "http" and scope["path"].split("/", 2)[1] in self._segments:
-            await self._router(scope, receive, send)
-        else:
-            await self._app(scope, receive, send)
+            return self._router(scope, receive, send)
+        return self._app(scope, receive, send)
