@@ -150,16 +150,9 @@ class ClientRateLimitMiddleware:
         def send_with_budget(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 if not budget.counted:  # an app that answered without the subject's middleware
-                    return count_then_send(message)
+                    return self._count_then_send(budget, message, send)
                 budget.stamp(message)
             return send(message)
-
-        async def count_then_send(message: Message) -> None:
-            # Counted before the answer starts: past the limit, the 429 goes in its place.
-            if not budget.count_now(None, self.limits, self.on_refusal):
-                await budget.count(None, self.limits, self.on_refusal)
-            budget.stamp(message)
-            await send(message)
 
         try:
             await self.app(scope, receive, send_with_budget)
@@ -171,6 +164,13 @@ class ClientRateLimitMiddleware:
             raise
         finally:
             _budget.reset(token)
+
+    async def _count_then_send(self, budget: _Budget, message: Message, send: Send) -> None:
+        # Counted before the answer starts: past the limit, the 429 goes in its place.
+        if not budget.count_now(None, self.limits, self.on_refusal):
+            await budget.count(None, self.limits, self.on_refusal)
+        budget.stamp(message)
+        await send(message)
 
 
 class SubjectRateLimitMiddleware:
