@@ -144,28 +144,34 @@ async def measure(apps: dict, blocks: int, requests: int) -> dict[str, list[floa
 
 
 def report(costs: dict[str, list[float]]) -> str:
-    """Each configuration's lower quartile of blocks and median block, and what it leaves out: the
-    difference of lower quartiles.
+    """Each configuration's lower quartile of blocks and median block, and what it leaves out, two ways:
+    the difference of lower quartiles, and the median of the differences between its block and
+    production's block of the same turn (a fifth of a second apart at most).
 
-    Why the lower quartile: on the bench machine a core runs at half its speed for a quarter of a second
-    to a second at a time, a third of the time or so (another tenant of the host, as a plain Python loop
-    timed every quarter of a second shows), which doubles the CPU time of the blocks it falls on and
-    spreads any configuration's blocks by a factor of two. That slowing only ever adds: the faster blocks
-    are the ones it missed, and their quartile is the code's own cost (as `timeit` takes the fastest of its
-    repeats, for the same reason)."""
+    Why not the medians: on the bench machine a core runs at half its speed for a quarter of a second to a
+    second at a time, a third of the time or so (another tenant of the host, as a plain Python loop timed
+    every quarter of a second shows), which doubles the CPU time of the blocks it falls on and spreads any
+    configuration's blocks by a factor of two. That slowing only ever adds, so the faster blocks are the
+    ones it missed (as `timeit` takes the fastest of its repeats, for the same reason); and it lasts
+    longer than a turn of short blocks, so two blocks of one turn mostly share it, and their difference
+    cancels it."""
     quartile = {name: statistics.quantiles(blocks, n=4)[0] for name, blocks in costs.items()}
     production = quartile["production"]
     lines = [
         "| configuration | CPU us/request (lower quartile of blocks) | median block | spread of blocks "
-        "| cost of what it leaves out |",
-        "|---|--:|--:|--:|--:|",
+        "| cost of what it leaves out (lower quartiles) | (paired blocks, median) |",
+        "|---|--:|--:|--:|--:|--:|",
     ]
     for name, blocks in costs.items():
         spread = f"{min(blocks):.0f} to {max(blocks):.0f}"
-        saved = production - quartile[name]
-        cost = "" if name == "production" else f"{saved:.1f} us ({100 * saved / production:.1f} %)"
+        cost = paired = ""
+        if name != "production":
+            saved = production - quartile[name]
+            cost = f"{saved:.1f} us ({100 * saved / production:.1f} %)"
+            difference = statistics.median(p - b for p, b in zip(costs["production"], blocks, strict=True))
+            paired = f"{difference:.1f} us ({100 * difference / production:.1f} %)"
         lines.append(
-            f"| {name} | {quartile[name]:.1f} | {statistics.median(blocks):.1f} | {spread} | {cost} |"
+            f"| {name} | {quartile[name]:.1f} | {statistics.median(blocks):.1f} | {spread} | {cost} | {paired} |"
         )
     return "\n".join(lines)
 
