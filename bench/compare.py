@@ -37,6 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import secrets
 import signal
@@ -484,6 +485,7 @@ def run_case(
             bench.hash_seed = str(i + 1)
             log(f"[{case.name}] round {i + 1}/{rounds}: every server started with PYTHONHASHSEED={i + 1}")
             servers = {side: bench.restart(side, case) for side in sides}
+            honesty_check(case, servers)  # the restarted ones too: a Redis that fails open, say
         if reseed or i == 0:
             # Warm-up, not recorded: pools, caches, lazy imports, every worker forked; then pinned, every
             # worker and thread started.
@@ -527,6 +529,8 @@ def paired_cost(on: list[Round], off: list[Round], key: str, inverse: bool = Fal
         for a, b in zip(on, off, strict=True)
         if b[key] > 0
     )
+    if not costs:  # no round served a request without the feature
+        return math.nan, "none"
     return statistics.median(costs), f"{costs[0]:.1f} to {costs[-1]:.1f}"
 
 

@@ -75,7 +75,8 @@ class _Budget:
     def _settle(
         self, keys: tuple[tuple[str, str], ...], found: Sequence[Decision | None], on_refusal: OnRefusal
     ) -> None:
-        # The budget that runs out first (the subject's, of two that run out together). A key whose
+        # The budget that runs out first (the subject's, of two that run out together), or the first that
+        # refuses the request (the address's, of two that refuse it: the 429 says why). A key whose
         # storage is unavailable goes unlimited, and without headers.
         tightest = None
         for (kind, _who), decision in zip(keys, found, strict=True):

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import orjson
 import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -464,19 +465,51 @@ def test_a_jwt_shaped_text_in_a_line_made_later_is_redacted_and_the_line_kept():
     assert [line["message"] for line in lines(stream)] == [f"token {JWT_REDACTED} 1"]
 
 
+def test_a_redacted_line_made_later_stays_valid_json_whatever_escapes_it_holds():
+    # orjson writes "\x1e" as "\u001e": a redaction run over the JSON text would see "eyJ..." in the escape.
+    stream = io.StringIO()
+    value = f"\x1eyJa.b.c then {JWT}"
+    with queued_logger("later_escape", stream) as (_logger, handler):
+        assert handler.write_json_line_later(lambda fields: orjson.dumps({"message": fields}).decode(), value)
+        handler.close()
+
+    assert [line["message"] for line in lines(stream)] == [f"\x1eyJa.b.c then {JWT_REDACTED}"]
+
+
+def test_waiting_for_the_writing_thread_returns_once_every_line_handed_over_is_written():
+    stream = io.StringIO()
+    with queued_logger("waited", stream) as (_logger, handler):
+
+        async def log_and_wait() -> int:
+            for n in range(100):  # fewer than a batch: on the loop, they wait for its timer
+                assert handler.write_json_line_later(_message_line, ("waited", n))
+            assert handler.wait_written(timeout=10)
+            return len(lines(stream))
+
+        written = asyncio.run(log_and_wait())
+        handler.close()
+
+    assert written == 100
+
+
 def test_a_line_whose_making_fails_is_reported_and_the_lines_after_it_are_written(capsys):
     stream = io.StringIO()
 
     def broken(_fields: object) -> str:
         raise ValueError("cannot make this line")
 
+    def not_a_line(_fields: object) -> str:
+        return None  # type: ignore[return-value]  # a maker's bug: the thread must outlive it
+
     with queued_logger("later_broken", stream) as (_logger, handler):
         assert handler.write_json_line_later(broken, ())
+        assert handler.write_json_line_later(not_a_line, ())
         assert handler.write_json_line_later(_message_line, ("after", 2))
         handler.close()
 
     assert [line["message"] for line in lines(stream)] == ["after 2"]
-    assert "cannot make this line" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot make this line" in err and "TypeError" in err
 
 
 def test_a_line_to_make_later_is_refused_where_the_handler_would_not_write_json_lines():
