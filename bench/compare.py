@@ -244,10 +244,7 @@ class Bench:
         if server is not None:
             stop(server.process)
             self.processes.remove(server.process)
-        restarted = self.server(side, case)
-        if server is not None:
-            restarted.config = server.config
-        return restarted
+        return self.server(side, case)
 
     def server(self, side: str, case: Case) -> Server:
         key = self.key(side, case)
@@ -409,21 +406,22 @@ def load(url: str, case: Case, seconds: int, cpus: set[int] | None = None) -> Ro
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def group_pids(group: int) -> list[int]:
-    """Every live process of the process group `group`, from /proc."""
-    pids = []
+def group_stats(group: int) -> dict[int, list[str]]:
+    """Every live process of the process group `group`, from /proc: its pid, and the fields of its stat
+    after the command's closing parenthesis (state ppid pgrp ... utime(14) stime(15) ...)."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
-            # Fields after the command's closing parenthesis: state ppid pgrp ...
-            if int(stat.read_text().rpartition(")")[2].split()[2]) == group:
-                pids.append(int(stat.parent.name))
-    return pids
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == group:
+                found[int(stat.parent.name)] = fields
+    return found
 
 
 def pin_group(group: int, cpus: set[int]) -> None:
     """Run every thread of every process of `group` on `cpus` (threads already started keep their own
     affinity, so each is set: the log writer's, a pool's)."""
-    for pid in group_pids(group):
+    for pid in group_stats(group):
         for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(int(task.name), cpus)
@@ -446,13 +444,7 @@ def group_cpu_seconds(group: int) -> float:
     """CPU time (user and system) of every live process in the process group `group` (a server and the
     workers it forked), from /proc: the server's own work per request, which the load generator sharing
     the machine's cores does not blur as much as it blurs requests a second."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            # Fields after the command's closing parenthesis: state ppid pgrp ... utime(14) stime(15).
-            fields = stat.read_text().rpartition(")")[2].split()
-            if int(fields[2]) == group:
-                ticks += int(fields[11]) + int(fields[12])
+    ticks = sum(int(fields[11]) + int(fields[12]) for fields in group_stats(group).values())
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -84,7 +84,8 @@ def _forwarded_for(scope: Scope) -> list[str]:
     return entries
 
 
-# Cached: a request's address is asked for by the rate limits and the access log, and clients come back.
+# Cached: the entries of X-Forwarded-For come back with their clients (a peer of its own is kept by
+# `ClientAddress`).
 @functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> IPAddress | None:
     """An address from a socket peer or a forwarded entry, or None for anything else.

@@ -57,7 +57,12 @@ class _Budget:
 
     async def count(self, subject: str | None, limits: RateLimits, on_refusal: OnRefusal) -> None:
         """Count the request against its address and, with `subject`, its subject (`on_refusal` is the
-        subject's); a ProblemError (429) when either is over its limit."""
+        subject's); a ProblemError (429) when either is over its limit. At once where the counts are in
+        memory, awaited where they are not."""
+        if not self.count_now(subject, limits, on_refusal):
+            await self._count_waiting(subject, limits, on_refusal)
+
+    async def _count_waiting(self, subject: str | None, limits: RateLimits, on_refusal: OnRefusal) -> None:
         keys = self._keys(subject)
         if limits is self.limits:
             found = await limits.check_many(keys)
@@ -158,8 +163,7 @@ class ClientRateLimitMiddleware:
         try:
             await self.app(scope, receive, send_with_budget)
         except Exception as exc:
-            # Not counted yet: counted now, and a 429 in its place past the limit.
-            if not budget.counted and not budget.count_now(None, self.limits, self.on_refusal):
+            if not budget.counted:  # counted now, and a 429 in its place past the limit
                 await budget.count(None, self.limits, self.on_refusal)
             _add_headers(exc, budget.headers())
             raise
@@ -168,8 +172,7 @@ class ClientRateLimitMiddleware:
 
     async def _count_then_send(self, budget: _Budget, message: Message, send: Send) -> None:
         # Counted before the answer starts: past the limit, the 429 goes in its place.
-        if not budget.count_now(None, self.limits, self.on_refusal):
-            await budget.count(None, self.limits, self.on_refusal)
+        await budget.count(None, self.limits, self.on_refusal)
         budget.stamp(message)
         await send(message)
 
@@ -202,7 +205,7 @@ class SubjectRateLimitMiddleware:
     async def _count_then_call(
         self, budget: _Budget, subject: str | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        await budget.count(subject, self.limits, self.on_refusal)
+        await budget._count_waiting(subject, self.limits, self.on_refusal)  # `count_now` could not
         await self.app(scope, receive, send)
 
 

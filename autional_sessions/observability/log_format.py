@@ -116,7 +116,7 @@ class QueuedStreamHandler(QueueHandler):
         self._listener.start()
         # The batch being gathered, and the loop it is gathered on (a loop's callbacks never run at once,
         # so the list needs no lock); other threads' records are queued one by one.
-        self._batch: list[logging.LogRecord | str | tuple[Callable[[Any], str], Any]] = []
+        self._batch: list[logging.LogRecord | tuple[Callable[[Any], str], Any]] = []
         self._batch_loop: asyncio.AbstractEventLoop | None = None
         self._json_lines = False  # whether `write_json_line` may write (set with the formatter, filters)
 
@@ -132,10 +132,9 @@ class QueuedStreamHandler(QueueHandler):
         record: the access log's fast way, without a `LogRecord`. False, and nothing written, when this
         handler would not write it as it is (another formatter, a filter other than the JWT redaction, a
         JWT-shaped text in it, the handler closed): the caller logs a record instead."""
-        if self._listener is None or not self._json_lines or _JWT.search(line):
+        if _JWT.search(line):
             return False
-        self._put(line)
-        return True
+        return self.write_json_line_later(str, line)
 
     def write_json_line_later(self, make: Callable[[Any], str], fields: Any) -> bool:
         """`write_json_line` for the line `make(fields)`, made on the writing thread, in the loop over its
@@ -165,7 +164,7 @@ class QueuedStreamHandler(QueueHandler):
             isinstance(each, RedactJwt) for each in self.filters
         )
 
-    def _put(self, item: logging.LogRecord | str | tuple[Callable[[Any], str], Any]) -> None:
+    def _put(self, item: logging.LogRecord | tuple[Callable[[Any], str], Any]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -241,9 +240,6 @@ class _BatchListener(QueueListener):
         # that came as a maker and its values (`write_json_line_later`).
         lines: list[str] = []  # consecutive made lines, written in one call
         for each in record if isinstance(record, list) else (record,):
-            if isinstance(each, str):
-                lines.append(each)
-                continue
             if isinstance(each, tuple):
                 line = _made_line(*each)
                 if line is not None:
