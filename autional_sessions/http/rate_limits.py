@@ -13,7 +13,7 @@ that runs out first.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
 from starlette.exceptions import HTTPException
@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from autional_sessions.http.client_address import ClientAddress
 from autional_sessions.problems.factory import ProblemError
 from autional_sessions.problems.languages import N_
-from autional_sessions.security.rate_limiter import Decision, RateLimits
+from autional_sessions.security.rate_limiter import Decision, RateLimits, choose
 
 _REFUSALS = {
     "ip": N_("rate-limited", "Too many requests from this client address; retry in %(retry_after)d seconds"),
@@ -49,10 +49,10 @@ class _Budget:
         if limits is not self.limits:
             return False
         keys = self._keys(subject)
-        found = limits.check_many_now(keys)
+        found = limits.count_now(keys)
         if found is None:
             return False
-        self._settle(keys, found, on_refusal)
+        self._settle(keys, *found, on_refusal)
         return True
 
     async def count(self, subject: str | None, limits: RateLimits, on_refusal: OnRefusal) -> None:
@@ -68,7 +68,7 @@ class _Budget:
             found = await limits.check_many(keys)
         else:  # limits of their own for subjects: one call each
             found = [await (self.limits if kind == "ip" else limits).check(kind, who) for kind, who in keys]
-        self._settle(keys, found, on_refusal)
+        self._settle(keys, *choose(found), on_refusal)
 
     def _keys(self, subject: str | None) -> tuple[tuple[str, str], ...]:
         self.counted = True
@@ -78,28 +78,26 @@ class _Budget:
         return (("ip", address),) if address is not None else ()
 
     def _settle(
-        self, keys: tuple[tuple[str, str], ...], found: Sequence[Decision | None], on_refusal: OnRefusal
+        self,
+        keys: tuple[tuple[str, str], ...],
+        refused: int,
+        decision: Decision | None,
+        on_refusal: OnRefusal,
     ) -> None:
-        # The budget that runs out first (the subject's, of two that run out together), or the first that
-        # refuses the request (the address's, of two that refuse it: the 429 says why). A key whose
-        # storage is unavailable goes unlimited, and without headers.
-        tightest = None
-        for (kind, _who), decision in zip(keys, found, strict=True):
-            if decision is None:
-                continue
-            if not decision.allowed:
-                (self.on_refusal if kind == "ip" else on_refusal)(kind)
-                self.tightest = decision
-                raise ProblemError(
-                    "rate-limited",
-                    _REFUSALS[kind],
-                    args={"retry_after": decision.retry_after},
-                    retry_after=decision.retry_after,
-                    headers=decision.headers(),
-                )
-            if tightest is None or decision.remaining <= tightest.remaining:
-                tightest = decision
-        self.tightest = tightest
+        # `decision` is the one the responses carry (`choose`): the tightest budget, or the one of the key
+        # at `refused` that refuses the request; None where the storage is unavailable (no headers).
+        self.tightest = decision
+        if refused >= 0:
+            assert decision is not None
+            kind = keys[refused][0]
+            (self.on_refusal if kind == "ip" else on_refusal)(kind)
+            raise ProblemError(
+                "rate-limited",
+                _REFUSALS[kind],
+                args={"retry_after": decision.retry_after},
+                retry_after=decision.retry_after,
+                headers=decision.headers(),
+            )
 
     def headers(self) -> dict[str, str]:
         return self.tightest.headers() if self.tightest else {}

@@ -139,6 +139,22 @@ class Decision(NamedTuple):
 _new_decision = tuple.__new__
 
 
+def choose(found: Sequence[Decision | None]) -> tuple[int, Decision | None]:
+    """Of a request's decisions (one a key, in order), the one its responses carry, and the index of the
+    key that refuses it (-1 if none does): the first that refuses it (of the address and the subject,
+    both over: the address, and the 429 says so), else the budget that runs out first (the later key, of
+    two that run out together: the subject's). A key whose storage is unavailable (None) goes unlimited."""
+    kept = None
+    for index, decision in enumerate(found):
+        if decision is None:
+            continue
+        if not decision.allowed:
+            return index, decision
+        if kept is None or decision.remaining <= kept.remaining:
+            kept = decision
+    return -1, kept
+
+
 def _decision(
     item: RateLimitItem,
     allowed: bool,
@@ -176,8 +192,17 @@ class _MemoryCounter:
         self._sweep_at = 0.0
 
     def hit(self, item: RateLimitItem, keys: Sequence[tuple[str, str]], cost: int) -> list[Decision | None]:
-        # `_decision`'s arithmetic inlined: this runs for every request, twice. (`int` stands for
-        # `math.floor` on the counts, which are never negative.)
+        """Each key's decision, the keys counted one after the other."""
+        return [self.count(item, (key,), cost)[1] for key in keys]
+
+    def count(
+        self, item: RateLimitItem, keys: Sequence[tuple[str, str]], cost: int
+    ) -> tuple[int, Decision | None]:
+        """Count every key of a request and answer as `choose` would of their decisions, making only the
+        one decision it keeps: the request's are two keys, and only one decision goes on its response."""
+        # `_decision`'s arithmetic inlined, and a key's time to reset worked out only for the decision
+        # kept: this runs for every request. (`int` stands for `math.floor` on the counts, which are never
+        # negative.)
         now = self._clock()
         expiry = item.get_expiry()
         twice = 2 * expiry
@@ -185,9 +210,11 @@ class _MemoryCounter:
         if now >= self._sweep_at:
             self._sweep(now, expiry)
         windows = self._windows
-        ceil = math.ceil
-        decisions: list[Decision | None] = []
-        for key in keys:
+        refused = -1
+        kept = None  # the kept key's window as it stands after its count, and its decision's terms
+        kept_remaining = 0
+        kept_allowed = True
+        for index, key in enumerate(keys):
             window = windows.get(key)
             if window is None or now - window[0] >= twice:
                 window = windows[key] = [now, 0, 0]
@@ -195,35 +222,33 @@ class _MemoryCounter:
                 window[0] += expiry
                 window[1], window[2] = window[2], 0
             start, previous, current = window
-            if previous:
-                previous_ttl = start + expiry - now
-                weighted_previous = previous * previous_ttl / expiry
-            else:
-                previous_ttl = weighted_previous = 0.0
+            weighted_previous = previous * (start + expiry - now) / expiry if previous else 0.0
             allowed = cost <= limit and int(weighted_previous) + current + cost <= limit
             if allowed:
                 window[2] = current = current + cost
-            if previous:
-                reset_in = previous_ttl % (expiry / previous)
-                if current:
-                    current_reset = (start + twice - now) % expiry
-                    if current_reset < reset_in:
-                        reset_in = current_reset
-            else:
-                reset_in = (start + twice - now) % expiry if current else 0.0
+            if refused >= 0:
+                continue  # counted; the request is refused already, and its answer says by which key
             remaining = limit - int(weighted_previous + current)
-            decisions.append(
-                _new_decision(
-                    Decision,
-                    (
-                        allowed,
-                        limit,
-                        remaining if remaining > 0 else 0,
-                        ceil(reset_in) if reset_in > 0 else 0,
-                    ),
-                )
-            )
-        return decisions
+            if remaining < 0:
+                remaining = 0
+            if not allowed or kept is None or remaining <= kept_remaining:
+                kept = (start, previous, current)
+                kept_remaining, kept_allowed = remaining, allowed
+                if not allowed:
+                    refused = index
+        if kept is None:
+            return refused, None
+        start, previous, current = kept
+        if previous:
+            reset_in = (start + expiry - now) % (expiry / previous)
+            if current:
+                current_reset = (start + twice - now) % expiry
+                if current_reset < reset_in:
+                    reset_in = current_reset
+        else:
+            reset_in = (start + twice - now) % expiry if current else 0.0
+        reset_after = math.ceil(reset_in) if reset_in > 0 else 0
+        return refused, _new_decision(Decision, (kept_allowed, limit, kept_remaining, reset_after))
 
     def _sweep(self, now: float, expiry: int) -> None:
         # Keys whose windows have both passed, once a window: memory stays in proportion to active keys.
@@ -341,12 +366,12 @@ class RateLimits:
         abusive subject until its window passes (and the contract suite does, to see a 429)."""
         return (await self._hit([(kind, identity)], cost))[0]
 
-    def check_many_now(self, keys: Sequence[tuple[str, str]]) -> list[Decision | None] | None:
-        """`check_many` without waiting, where the counts are in this process's memory; None where they
-        are in Redis (then `check_many`)."""
+    def count_now(self, keys: Sequence[tuple[str, str]]) -> tuple[int, Decision | None] | None:
+        """`choose(await check_many(keys))` without waiting, where the counts are in this process's memory;
+        None where they are in Redis (then `check_many`)."""
         counter = self._counter
         if self._redis_url is None and isinstance(counter, _MemoryCounter):
-            return counter.hit(self._item, keys, 1)
+            return counter.count(self._item, keys, 1)
         return None
 
     async def check_many(self, keys: Sequence[tuple[str, str]]) -> list[Decision | None]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from starlette.types import Receive, Scope, Send
 
@@ -16,7 +16,7 @@ from autional_sessions.config import parse_limit
 from autional_sessions.http.client_address import ClientAddress
 from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
 from autional_sessions.problems.factory import ProblemError
-from autional_sessions.security.rate_limiter import Decision, RateLimits, _decision, _MemoryCounter
+from autional_sessions.security.rate_limiter import Decision, RateLimits, _decision, _MemoryCounter, choose
 
 RATE_LIMIT_HEADERS = {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
 
@@ -245,7 +245,7 @@ def test_when_the_storage_is_unavailable_requests_go_through_without_headers(mon
     async def unavailable(keys: list[tuple[str, str]], cost: int) -> list[None]:
         return [None] * len(keys)  # what the limiter answers while its storage is down
 
-    monkeypatch.setattr(limits, "check_many_now", lambda keys: None)  # as for counts kept in Redis
+    monkeypatch.setattr(limits, "count_now", lambda keys: None)  # as for counts kept in Redis
     monkeypatch.setattr(limits, "_hit", unavailable)
     app = stack(ip_limits=limits, sub_limits=limits)
 
@@ -334,3 +334,51 @@ def test_the_memory_counter_decides_with_the_arithmetic_of_the_redis_script_s_an
     allowed = cost <= limit and math.floor(previous * previous_ttl / expiry) + current + cost <= limit
     counted = current + cost if allowed else current
     assert decision == _decision(item, allowed, previous, previous_ttl, counted, start + 2 * expiry - now)
+
+
+_WINDOW = st.tuples(st.integers(min_value=0, max_value=8), st.integers(min_value=0, max_value=8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    limit=st.integers(min_value=1, max_value=6),
+    windows=st.lists(_WINDOW, min_size=0, max_size=3),
+    elapsed=st.floats(min_value=0, max_value=59.999),
+)
+# Two keys left with the same remaining budget and different times to reset: the subject's is kept.
+@example(limit=6, windows=[(0, 3), (4, 1)], elapsed=30.0)
+def test_a_request_s_count_in_memory_answers_as_choose_does_of_each_key_s_decision(limit, windows, elapsed):
+    # `count` keeps only the decision a request's responses carry, without making the others; it must
+    # keep the one `choose` keeps of every key's decision, and count every key as `hit` does.
+    item = parse_limit(f"{limit}/minute")
+    start = 1000.0
+    keys = [("ip" if i == 0 else "sub", f"k{i}") for i in range(len(windows))]
+
+    def counter() -> _MemoryCounter:
+        made = _MemoryCounter(clock=lambda: start + elapsed)
+        made._sweep_at = float("inf")
+        for key, (previous, current) in zip(keys, windows, strict=True):
+            made._windows[key] = [start, previous, current]
+        return made
+
+    by_request, by_key = counter(), counter()
+
+    assert by_request.count(item, keys, 1) == choose(by_key.hit(item, keys, 1))
+    assert by_request._windows == by_key._windows
+
+
+def test_choose_keeps_the_first_refusal_else_the_budget_that_runs_out_first():
+    open_ = Decision(allowed=True, limit=10, remaining=5, reset_after=3)
+    tight = Decision(allowed=True, limit=10, remaining=1, reset_after=9)
+    tight_too = Decision(allowed=True, limit=5, remaining=1, reset_after=2)
+    refused = Decision(allowed=False, limit=10, remaining=0, reset_after=4)
+    refused_too = Decision(allowed=False, limit=5, remaining=0, reset_after=1)
+
+    assert choose([open_, tight]) == (-1, tight)
+    assert choose([tight, open_]) == (-1, tight)
+    assert choose([tight, tight_too]) == (-1, tight_too)  # a tie: the later key's (the subject's)
+    assert choose([tight, refused]) == (1, refused)
+    assert choose([refused, refused_too]) == (0, refused)  # both refuse: the first (the address)
+    assert choose([None, tight]) == (-1, tight)  # a key whose storage is unavailable goes unlimited
+    assert choose([None, None]) == (-1, None)
+    assert choose([]) == (-1, None)
