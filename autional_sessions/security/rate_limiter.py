@@ -305,8 +305,8 @@ class _RedisCounter:
         # are counted one after the other, as two calls would.
         keys = [key for redis_keys, _ in hits for key in redis_keys]
         try:
-            # Bounded on its own: the requests waiting for it give up at their own timeout, and the
-            # call must not outlive them on a Redis that does not answer.
+            # The one bound of the requests waiting for it (they wait for this call, not a timer each): on
+            # a Redis that does not answer, each gets the timeout, and goes on unlimited.
             async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
                 answers = await self._script(keys=keys, args=list(arguments))
         except asyncio.CancelledError:
@@ -387,8 +387,8 @@ class RateLimits:
             return [None] * len(keys)
         counter = self._limiter_for_running_loop()
         try:
-            async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
-                return await counter.hit(self._item, [self._item.key_for(*key) for key in keys], cost)
+            # Bounded by the script call it joins (`_RedisCounter._run`), not by a timer of its own.
+            return await counter.hit(self._item, [self._item.key_for(*key) for key in keys], cost)
         except _UNAVAILABLE as exc:
             self._storage_failed(exc)
             return [None] * len(keys)
