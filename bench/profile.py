@@ -4,7 +4,10 @@ Starts the project as `make bench` does (SQLite, one worker, the same data), dri
 generator, and samples it with py-spy (the `bench` extra) for the length of the load. Writes py-spy's
 collapsed stacks (one line per distinct stack, its sample count at the end; for flame-graph tools) and
 prints the share of the event loop thread's samples each frame is in (inclusive) and on top of (self), most
-first. Other threads (the log writer's, an idle pool's) are counted apart: `--threads` lists theirs.
+first; other threads (the log writer's, an idle pool's) are counted apart. Then each production feature's
+own share of the server's samples, every thread's (`feature_shares`): the rate limits', the access log's
+(its writing thread included) and the metrics'. A share of one process's samples is what a feature costs
+the server as it runs, and a slow phase of the machine, which slows every line alike, leaves it as it is.
 
     .venv/bin/python bench/profile.py                        # production configuration
     .venv/bin/python bench/profile.py --config light --seconds 20 --out light.txt
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import subprocess
 import sys
@@ -23,7 +27,27 @@ import tempfile
 import threading
 from pathlib import Path
 
-from compare import BIN, CASES, CONFIGS, DEFAULT_REDIS_URL, Bench, BenchError, Case, load, log
+from compare import BIN, CASES, CONFIGS, DEFAULT_REDIS_URL, ROOT, Bench, BenchError, Case, load, log
+
+# Each production feature's own code, by the project's module. A sample is a feature's when the innermost
+# frame of its modules is followed by no frame of another layer of the server: not the feature handing
+# the request or a response message on (`await self.app(...)`, `return send(message)`), but its own work
+# and the libraries it calls (limits, prometheus-client, orjson, logging, math).
+FEATURES = {
+    "rate limits": ("autional_sessions/http/rate_limits.py", "autional_sessions/security/rate_limiter.py"),
+    "access log": (
+        "autional_sessions/observability/access_log.py",
+        "autional_sessions/observability/log_format.py",
+    ),
+    "metrics": ("autional_sessions/observability/metrics.py",),
+}
+# Project modules that do a feature's work when one calls them, and are not a layer of the stack: the client
+# address (asked for by the rate limits and the access log, each counted for the feature that asks).
+HELPERS = ("autional_sessions/http/client_address.py",)
+# The project's packages: a module of theirs that is neither a feature's nor a helper is a layer.
+PROJECT_PACKAGES = ("autional_sessions", "handlers", "db")
+# Libraries that are layers of the server: a frame of theirs after a feature's is the feature passing on.
+LAYER_PACKAGES = ("connexion", "starlette", "uvicorn")
 
 
 def summarize(collapsed: str, top: int) -> str:
@@ -53,6 +77,55 @@ def summarize(collapsed: str, top: int) -> str:
     lines += ["", "self:"]
     lines += [f"{100 * n / total:5.1f} %  {frame}" for frame, n in own.most_common(top)]
     return "\n".join(lines)
+
+
+def feature_shares(collapsed: str, root: Path = ROOT) -> tuple[int, dict[str, int]]:
+    """Every thread's samples, and each feature's own (`FEATURES`): a share of the server's CPU time taken
+    from one process under load, which a slow phase of the machine leaves as it is (it slows every line
+    alike), where it moves a comparison of two processes' throughput or CPU time by a fifth. A thread of
+    the access log's (its writing thread: a frame of its modules anywhere in a stack that is not the event
+    loop's) is the access log's work throughout."""
+    total = 0
+    found = dict.fromkeys(FEATURES, 0)
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        kinds = [_kind(frame, root) for frame in stack.split(";")]
+        if stack.startswith(("_bootstrap ", "Thread._bootstrap ")):  # a thread of its own
+            if "access log" in kinds:
+                found["access log"] += samples
+            continue
+        innermost = max((i for i, kind in enumerate(kinds) if kind in FEATURES), default=None)
+        if innermost is not None and "layer" not in kinds[innermost + 1 :]:
+            found[kinds[innermost]] += samples
+    return total, found
+
+
+def _kind(frame: str, root: Path) -> str:
+    """A frame's feature (a key of FEATURES), or "layer" (another module of the project, or a library of
+    `LAYER_PACKAGES`), or "other" (a helper, a library, the standard library)."""
+    return _module_kind(frame.partition(" (")[2].rstrip(")").rpartition(":")[0], root)
+
+
+@functools.cache
+def _module_kind(path: str, root: Path) -> str:
+    # py-spy names a module by its path below the entry of sys.path it was found in ("connexion/...",
+    # "autional_sessions/..."); an absolute path is read the same way, below site-packages or the root.
+    parts = Path(path).parts
+    if "site-packages" in parts:
+        parts = parts[parts.index("site-packages") + 1 :]
+    elif Path(path).is_absolute() and Path(path).is_relative_to(root):
+        parts = Path(path).relative_to(root).parts
+    module = "/".join(parts)
+    for feature, modules in FEATURES.items():
+        if module in modules:
+            return feature
+    if module in HELPERS:
+        return "other"
+    return "layer" if parts and parts[0] in (*PROJECT_PACKAGES, *LAYER_PACKAGES) else "other"
 
 
 def _frame(frame: str) -> str:
@@ -90,7 +163,13 @@ def main() -> int:
             return 1
         finally:
             bench.close()
-        print(summarize(out.read_text(), args.top))
+        collapsed = out.read_text()
+        print(summarize(collapsed, args.top))
+        total, found = feature_shares(collapsed)
+        if total:
+            print(f"\neach feature's own share of the server's samples (every thread's, {total}):")
+            for feature, samples in found.items():
+                print(f"{100 * samples / total:5.1f} %  {feature}")
     return 0
 
 
