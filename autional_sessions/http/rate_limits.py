@@ -14,7 +14,6 @@ that runs out first.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -118,7 +117,9 @@ class _Budget:
         message["headers"] = [h for h in headers if h[0].lower() not in names] + ours
 
 
-_budget: ContextVar[_Budget | None] = ContextVar("autional_rate_limit_budget", default=None)
+# Where a request's budget waits for the subject's middleware: a key of the request's scope, which every
+# layer between the two hands on (Connexion's routing a copy of it), and which ends with the request.
+_BUDGET = "autional_sessions.rate_limit_budget"
 
 
 class ClientRateLimitMiddleware:
@@ -146,8 +147,7 @@ class ClientRateLimitMiddleware:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        budget = _Budget(self.limits, self.client_address.of(scope), self.on_refusal)
-        token = _budget.set(budget)
+        budget = scope[_BUDGET] = _Budget(self.limits, self.client_address.of(scope), self.on_refusal)
 
         # A plain function that hands back `send`'s own awaitable: no coroutine of its own, on each of a
         # response's messages.
@@ -165,8 +165,6 @@ class ClientRateLimitMiddleware:
                 await budget.count(None, self.limits, self.on_refusal)
             _add_headers(exc, budget.headers())
             raise
-        finally:
-            _budget.reset(token)
 
     async def _count_then_send(self, budget: _Budget, message: Message, send: Send) -> None:
         # Counted before the answer starts: past the limit, the 429 goes in its place.
@@ -193,7 +191,7 @@ class SubjectRateLimitMiddleware:
             context = (scope.get("extensions") or {}).get("connexion_context") or {}
             subject = context.get("user")
             subject = subject if isinstance(subject, str) and subject else None
-            budget = _budget.get()
+            budget = scope.get(_BUDGET)
             if budget is None:  # no address middleware outside: the subject alone, without headers
                 budget = _Budget(self.limits, None, self.on_refusal)
             if not budget.count_now(subject, self.limits, self.on_refusal):

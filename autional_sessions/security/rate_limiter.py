@@ -182,31 +182,32 @@ def _decision(
 
 
 class _MemoryCounter:
-    """The sliding-window counter in this process's memory, as the Lua script keeps it in Redis: per key,
-    when the current window started and the two windows' counts."""
+    """The sliding-window counter of one limit in this process's memory, as the Lua script keeps it in
+    Redis: per key, when the current window started and the two windows' counts."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, item: RateLimitItem, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
+        # The limit's terms, read once: `item.get_expiry()` on every request was a tenth of the count.
+        self._limit = item.amount
+        self._expiry = item.get_expiry()
         # (kind, identity) -> [current window's start, previous count, count]
         self._windows: dict[tuple[str, str], list[float]] = {}
         self._sweep_at = 0.0
 
-    def hit(self, item: RateLimitItem, keys: Sequence[tuple[str, str]], cost: int) -> list[Decision | None]:
+    def hit(self, keys: Sequence[tuple[str, str]], cost: int) -> list[Decision | None]:
         """Each key's decision, the keys counted one after the other."""
-        return [self.count(item, (key,), cost)[1] for key in keys]
+        return [self.count((key,), cost)[1] for key in keys]
 
-    def count(
-        self, item: RateLimitItem, keys: Sequence[tuple[str, str]], cost: int
-    ) -> tuple[int, Decision | None]:
+    def count(self, keys: Sequence[tuple[str, str]], cost: int) -> tuple[int, Decision | None]:
         """Count every key of a request and answer as `choose` would of their decisions, making only the
         one decision it keeps: the request's are two keys, and only one decision goes on its response."""
         # `_decision`'s arithmetic inlined, and a key's time to reset worked out only for the decision
         # kept: this runs for every request. (`int` stands for `math.floor` on the counts, which are never
         # negative.)
         now = self._clock()
-        expiry = item.get_expiry()
+        expiry = self._expiry
         twice = 2 * expiry
-        limit = item.amount
+        limit = self._limit
         if now >= self._sweep_at:
             self._sweep(now, expiry)
         windows = self._windows
@@ -348,7 +349,7 @@ class RateLimits:
         # client per running loop, made when a check first runs on it: a server has one loop per worker;
         # a test may start a loop per test, and gets a client each time.
         self._counter: _MemoryCounter | _RedisCounter | None = (
-            _MemoryCounter() if self._redis_url is None else None
+            _MemoryCounter(self._item) if self._redis_url is None else None
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resume_at = 0.0
@@ -371,7 +372,7 @@ class RateLimits:
         None where they are in Redis (then `check_many`)."""
         counter = self._counter
         if self._redis_url is None and isinstance(counter, _MemoryCounter):
-            return counter.count(self._item, keys, 1)
+            return counter.count(keys, 1)
         return None
 
     async def check_many(self, keys: Sequence[tuple[str, str]]) -> list[Decision | None]:
@@ -382,7 +383,7 @@ class RateLimits:
         counter = self._counter
         if self._redis_url is None:  # in memory: nothing to wait for, nothing that fails
             assert isinstance(counter, _MemoryCounter)
-            return counter.hit(self._item, keys, cost)
+            return counter.hit(keys, cost)
         if time.monotonic() < self._resume_at:
             return [None] * len(keys)
         counter = self._limiter_for_running_loop()

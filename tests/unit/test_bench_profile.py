@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
+from tests.bench_scripts import bench_script
 from tests.checkout import REPO
 
-# profile.py imports compare.py as the bench runs it, from its own directory; that directory leaves
-# sys.path again at once, or its profile.py would stand in for the standard library's.
-sys.path.insert(0, str(REPO / "bench"))
-try:
-    spec = importlib.util.spec_from_file_location("bench_profile", REPO / "bench" / "profile.py")
-    assert spec is not None and spec.loader is not None
-    profile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(profile)
-finally:
-    sys.path.remove(str(REPO / "bench"))
+profile = bench_script("profile")
 
 LOOP = "Runner.run (asyncio/runners.py:118);RequestContextMiddleware.__call__ (autional_sessions/observability/request_context.py:157)"
 CLIENT_LAYER = "ClientRateLimitMiddleware.__call__ (autional_sessions/http/rate_limits.py:162)"

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.checkout import REPO
+from tests.bench_scripts import bench_script
 
-spec = importlib.util.spec_from_file_location("bench_compare", REPO / "bench" / "compare.py")
-assert spec is not None and spec.loader is not None
-compare = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = compare
-spec.loader.exec_module(compare)
+compare = bench_script("compare")
 
 
 def rounds(rps: float, p99: float = 10.0, non_2xx: int = 0, cpu_us: float = 500.0) -> list[dict[str, float]]:

@@ -282,11 +282,10 @@ async def _never_called(*_args: Any) -> Any:
 
 def test_at_a_windows_edge_the_previous_windows_count_is_weighted_by_what_is_left_of_it():
     now = [1000.0]
-    counter = _MemoryCounter(clock=lambda: now[0])
-    item = parse_limit("4/minute")
+    counter = _MemoryCounter(parse_limit("4/minute"), clock=lambda: now[0])
 
     def hits(times: int) -> list[bool]:
-        return [d.allowed for d in counter.hit(item, [("sub", "k")] * times, 1) if d]
+        return [d.allowed for d in counter.hit([("sub", "k")] * times, 1) if d]
 
     assert hits(1) == [True]  # the first hit starts the window
     now[0] += 59.0  # the rest of the budget at the very end of the window
@@ -323,11 +322,11 @@ def test_the_memory_counter_decides_with_the_arithmetic_of_the_redis_script_s_an
     # both must tell a client the same, for any state of a key's two windows.
     item = parse_limit(f"{limit}/minute")
     start = 1000.0
-    counter = _MemoryCounter(clock=lambda: start + elapsed)
+    counter = _MemoryCounter(item, clock=lambda: start + elapsed)
     counter._sweep_at = float("inf")
     counter._windows[("sub", "k")] = [start, previous, current]
 
-    (decision,) = counter.hit(item, [("sub", "k")], cost)
+    (decision,) = counter.hit([("sub", "k")], cost)
 
     expiry, now = item.get_expiry(), start + elapsed  # times as the counter computes them, to the last bit
     previous_ttl = start + expiry - now if previous else 0.0
@@ -355,7 +354,7 @@ def test_a_request_s_count_in_memory_answers_as_choose_does_of_each_key_s_decisi
     keys = [("ip" if i == 0 else "sub", f"k{i}") for i in range(len(windows))]
 
     def counter() -> _MemoryCounter:
-        made = _MemoryCounter(clock=lambda: start + elapsed)
+        made = _MemoryCounter(item, clock=lambda: start + elapsed)
         made._sweep_at = float("inf")
         for key, (previous, current) in zip(keys, windows, strict=True):
             made._windows[key] = [start, previous, current]
@@ -363,7 +362,7 @@ def test_a_request_s_count_in_memory_answers_as_choose_does_of_each_key_s_decisi
 
     by_request, by_key = counter(), counter()
 
-    assert by_request.count(item, keys, 1) == choose(by_key.hit(item, keys, 1))
+    assert by_request.count(keys, 1) == choose(by_key.hit(keys, 1))
     assert by_request._windows == by_key._windows
 
 
