@@ -41,6 +41,9 @@ FEATURES = {
     ),
     "metrics": ("autional_sessions/observability/metrics.py",),
 }
+# Libraries that only a feature uses: their frames are its work wherever they run, under the feature's
+# own frames or on their own (coredis reading Redis's answer in a callback of the event loop).
+FEATURE_LIBRARIES = {"limits": "rate limits", "coredis": "rate limits", "prometheus_client": "metrics"}
 # Project modules that do a feature's work when one calls them, and are not a layer of the stack: the client
 # address (asked for by the rate limits and the access log, each counted for the feature that asks).
 HELPERS = ("autional_sessions/http/client_address.py",)
@@ -125,6 +128,8 @@ def _module_kind(path: str, root: Path) -> str:
             return feature
     if module in HELPERS:
         return "other"
+    if parts and parts[0] in FEATURE_LIBRARIES:
+        return FEATURE_LIBRARIES[parts[0]]
     return "layer" if parts and parts[0] in (*PROJECT_PACKAGES, *LAYER_PACKAGES) else "other"
 
 
