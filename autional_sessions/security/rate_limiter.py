@@ -35,7 +35,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -59,6 +59,9 @@ WARNING_INTERVAL_SECONDS = 30.0
 # What a storage failure looks like: a Redis error, our own timeout, and a socket error (TLS, a reset)
 # that reaches us unwrapped.
 _UNAVAILABLE = (RedisError, TimeoutError, OSError)
+
+# Stands for a key's own part in `limits`' name of a key, to find the parts around it (`_RedisCounter`).
+_KEY_MARK = "\x00"
 
 # The sliding-window counter of `limits` (its acquire_sliding_window.lua and sliding_window.lua, as one
 # script), for each pair of KEYS (a key's previous and current window) in one call. Times in milliseconds.
@@ -173,11 +176,9 @@ def _decision(
             previous_ttl % (expiry / previous_count) if previous_count else math.inf,
             current_ttl % expiry if current_count else math.inf,
         )
-    return Decision(
-        allowed=allowed,
-        limit=item.amount,
-        remaining=max(0, item.amount - math.floor(weighted)),
-        reset_after=max(0, math.ceil(reset_in)),
+    return _new_decision(
+        Decision,
+        (allowed, item.amount, max(0, item.amount - math.floor(weighted)), max(0, math.ceil(reset_in))),
     )
 
 
@@ -266,27 +267,46 @@ class _RedisCounter:
     is paid once for all of them, not once each. A client's connections belong to the event loop that
     opened them, so a counter serves one loop."""
 
-    def __init__(self, redis_url: str, key_prefix: str) -> None:
+    def __init__(
+        self, redis_url: str, key_prefix: str, item: RateLimitItem, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._loop = loop  # the loop its client's connections belong to, the only one it serves
         self._client = coredis.Redis.from_url(redis_url)
         self._script = self._client.register_script(_SLIDING_WINDOW_LUA)
-        self._key_prefix = key_prefix
+        self._item = item
+        self._arguments = (item.amount, item.get_expiry())
+        # A key's two windows are `{prefix}:{K}` and `{prefix}:{K}/-1`, where K is `limits`' name for it,
+        # `item.key_for(kind, identity)`; its parts around the key's own are worked out once. (One hash
+        # tag for a key's two windows: on a Redis Cluster both live on one node.)
+        before, _, after = item.key_for(_KEY_MARK).partition(_KEY_MARK)
+        self._key_head, self._key_tail = f"{key_prefix}:{{{before}", f"{after}}}"
         # The hits waiting for this loop iteration's call, by the script's arguments (limit, window,
         # cost): each request's Redis keys and the future its answers go to.
         self._pending: dict[tuple[int, int, int], list[tuple[list[str], asyncio.Future]]] = {}
         self._calls: set[asyncio.Task] = set()
 
-    async def hit(self, item: RateLimitItem, keys: Sequence[str], cost: int) -> list[Decision | None]:
+    def redis_keys(self, keys: Sequence[tuple[str, str]]) -> list[str]:
+        """The Redis keys of (kind, identity) keys: each one's previous window, then its current one."""
+        head, tail = self._key_head, self._key_tail
         redis_keys = []
-        for key in keys:
-            # One hash tag for a key's two windows: on a Redis Cluster both live on one node.
-            current = f"{self._key_prefix}:{{{key}}}"
-            redis_keys += [f"{current}/-1", current]
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future = loop.create_future()
+        for kind, identity in keys:
+            current = f"{head}{kind}/{identity}{tail}"
+            redis_keys += (f"{current}/-1", current)
+        return redis_keys
+
+    def ask(self, keys: Sequence[tuple[str, str]], cost: int) -> asyncio.Future:
+        """The future of the keys' counts, made in this loop iteration's script call: for each key, the
+        script's answer (allowed, previous count and time to live, current count and time to live)."""
+        # On its own loop (`RateLimits` makes a counter for each), which the caller has found running:
+        # `asyncio.get_running_loop()` again cost 1 % of a server's samples.
+        answer: asyncio.Future = self._loop.create_future()
         if not self._pending:
-            loop.call_soon(self._call)
-        self._pending.setdefault((item.amount, item.get_expiry(), cost), []).append((redis_keys, answer))
-        answers = await answer
+            self._loop.call_soon(self._call)
+        self._pending.setdefault((*self._arguments, cost), []).append((self.redis_keys(keys), answer))
+        return answer
+
+    def decisions(self, answers: Sequence[Sequence[int]]) -> list[Decision | None]:
+        item = self._item
         return [
             _decision(item, bool(allowed), previous, previous_ttl / 1000, current, current_ttl / 1000)
             for allowed, previous, previous_ttl, current, current_ttl in answers
@@ -375,9 +395,9 @@ class RateLimits:
             return counter.count(keys, 1)
         return None
 
-    async def check_many(self, keys: Sequence[tuple[str, str]]) -> list[Decision | None]:
+    def check_many(self, keys: Sequence[tuple[str, str]]) -> Awaitable[list[Decision | None]]:
         """`check` for each (kind, identity) key of one request, in one call (in Redis, one round trip)."""
-        return await self._hit(keys, 1)
+        return self._hit(keys, 1)  # its awaitable handed back: no coroutine of this method's own
 
     async def _hit(self, keys: Sequence[tuple[str, str]], cost: int) -> list[Decision | None]:
         counter = self._counter
@@ -389,7 +409,7 @@ class RateLimits:
         counter = self._limiter_for_running_loop()
         try:
             # Bounded by the script call it joins (`_RedisCounter._run`), not by a timer of its own.
-            return await counter.hit(self._item, [self._item.key_for(*key) for key in keys], cost)
+            return counter.decisions(await counter.ask(keys, cost))
         except _UNAVAILABLE as exc:
             self._storage_failed(exc)
             return [None] * len(keys)
@@ -404,7 +424,7 @@ class RateLimits:
         if not isinstance(self._counter, _RedisCounter) or self._loop is not loop:
             if self._counter is not None:
                 self._counter.close()
-            self._counter = _RedisCounter(self._redis_url, self._key_prefix)
+            self._counter = _RedisCounter(self._redis_url, self._key_prefix, self._item, loop)
             self._loop = loop
         return self._counter
 

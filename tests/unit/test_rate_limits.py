@@ -16,7 +16,14 @@ from autional_sessions.config import parse_limit
 from autional_sessions.http.client_address import ClientAddress
 from autional_sessions.http.rate_limits import ClientRateLimitMiddleware, SubjectRateLimitMiddleware
 from autional_sessions.problems.factory import ProblemError
-from autional_sessions.security.rate_limiter import Decision, RateLimits, _decision, _MemoryCounter, choose
+from autional_sessions.security.rate_limiter import (
+    Decision,
+    RateLimits,
+    _decision,
+    _MemoryCounter,
+    _RedisCounter,
+    choose,
+)
 
 RATE_LIMIT_HEADERS = {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
 
@@ -381,3 +388,19 @@ def test_choose_keeps_the_first_refusal_else_the_budget_that_runs_out_first():
     assert choose([None, tight]) == (-1, tight)  # a key whose storage is unavailable goes unlimited
     assert choose([None, None]) == (-1, None)
     assert choose([]) == (-1, None)
+
+
+@pytest.mark.parametrize("identity", ["203.0.113.7", "2001:db8::1", "usr_0000001", "a/b c", "ünïcode"])
+def test_redis_keys_are_limits_own_names_for_a_key_within_one_hash_tag(identity):
+    # The counter builds `limits`' name for a key (`item.key_for`) from its parts, worked out once: a
+    # release of `limits` that names keys otherwise must fail here, not split a budget between
+    # instances of two versions during a rolling upgrade.
+    item = parse_limit("120/minute")
+    loop = asyncio.new_event_loop()
+    try:  # connects only when used
+        counter = _RedisCounter("redis://127.0.0.1:6379/0", "prefix", item, loop)
+    finally:
+        loop.close()
+
+    name = f"prefix:{{{item.key_for('sub', identity)}}}"
+    assert counter.redis_keys([("sub", identity)]) == [f"{name}/-1", name]
