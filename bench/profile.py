@@ -45,8 +45,9 @@ FEATURES = {
 # own frames or on their own (coredis reading Redis's answer in a callback of the event loop).
 FEATURE_LIBRARIES = {"limits": "rate limits", "coredis": "rate limits", "prometheus_client": "metrics"}
 # Project modules that do a feature's work when one calls them, and are not a layer of the stack: the client
-# address (asked for by the rate limits and the access log, each counted for the feature that asks).
-HELPERS = ("autional_sessions/http/client_address.py",)
+# address (asked for by the rate limits and the access log, each counted for the feature that asks), and
+# the problems (a 429 the rate limits make).
+HELPERS = ("autional_sessions/http/client_address.py", "autional_sessions/problems/factory.py")
 # The project's packages: a module of theirs that is neither a feature's nor a helper is a layer.
 PROJECT_PACKAGES = ("autional_sessions", "handlers", "db")
 # Libraries that are layers of the server: a frame of theirs after a feature's is the feature passing on.

@@ -46,29 +46,51 @@ def test_a_feature_s_share_is_its_own_work_and_the_libraries_it_calls_not_the_la
         ),
         # Redis's answer read in a callback of the event loop, outside any frame of ours: the rate limits'
         ("Runner.run (asyncio/runners.py:118);BaseConnection.data_received (coredis/connection.py:341)", 4),
+        # the subject's layer, deeper than the address's and Connexion's, counting: the innermost feature
+        # frame decides, not the outermost
+        (
+            f"{LOOP};{CLIENT_LAYER};RoutingMiddleware.__call__ (connexion/middleware/routing.py:158);"
+            "SubjectRateLimitMiddleware.__call__ (autional_sessions/http/rate_limits.py:201);"
+            "_MemoryCounter.count (autional_sessions/security/rate_limiter.py:218)",
+            5,
+        ),
+        # a refusal's problem, made by the rate limits: theirs
+        (f"{LOOP};{CLIENT_LAYER};ProblemError.__init__ (autional_sessions/problems/factory.py:40)", 1),
         # another thread (an idle pool's): nobody's
         ("_bootstrap (threading.py:1002);worker (concurrent/futures/thread.py:80)", 2),
     )
 
     total, found = profile.feature_shares(collapsed)
 
-    assert total == 104
-    assert found == {"rate limits": 11, "access log": 12, "metrics": 6}
+    assert total == 110
+    assert found == {"rate limits": 17, "access log": 12, "metrics": 6}
 
 
 def test_absolute_paths_are_read_below_site_packages_or_the_project_root():
     root = REPO
     lines = stacks(
+        # the only feature frame under the project's root: the rate limits' own work
         (
-            f"a ({root}/autional_sessions/http/rate_limits.py:10);b (/usr/lib/python3.11/site-packages/limits/x.py:1)",
+            f"a (/usr/lib/python3.11/asyncio/runners.py:1);b ({root}/autional_sessions/http/rate_limits.py:10)",
             3,
         ),
+        # a library of theirs below site-packages, after a frame of theirs: theirs
+        (
+            f"a ({root}/autional_sessions/http/rate_limits.py:10);b (/venv/lib/python3.11/site-packages/limits/x.py:1)",
+            2,
+        ),
+        # a layer below site-packages after it: not theirs
         (
             f"a ({root}/autional_sessions/http/rate_limits.py:10);b (/venv/lib/python3.11/site-packages/starlette/x.py:1)",
             5,
+        ),
+        # a layer of the project under the root after it: not theirs
+        (
+            f"a ({root}/autional_sessions/http/rate_limits.py:10);b ({root}/autional_sessions/http/dispatch.py:1)",
+            7,
         ),
     )
 
     total, found = profile.feature_shares(lines, root)
 
-    assert (total, found["rate limits"]) == (8, 3)
+    assert (total, found["rate limits"]) == (17, 5)
