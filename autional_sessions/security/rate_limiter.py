@@ -270,19 +270,19 @@ class _RedisCounter:
     def __init__(
         self, redis_url: str, key_prefix: str, item: RateLimitItem, loop: asyncio.AbstractEventLoop
     ) -> None:
-        self._loop = loop  # the loop its client's connections belong to, the only one it serves
+        self.loop = loop  # the loop its client's connections belong to, the only one it serves
         self._client = coredis.Redis.from_url(redis_url)
         self._script = self._client.register_script(_SLIDING_WINDOW_LUA)
         self._item = item
-        self._arguments = (item.amount, item.get_expiry())
+        self._limit, self._expiry = item.amount, item.get_expiry()
         # A key's two windows are `{prefix}:{K}` and `{prefix}:{K}/-1`, where K is `limits`' name for it,
         # `item.key_for(kind, identity)`; its parts around the key's own are worked out once. (One hash
         # tag for a key's two windows: on a Redis Cluster both live on one node.)
         before, _, after = item.key_for(_KEY_MARK).partition(_KEY_MARK)
         self._key_head, self._key_tail = f"{key_prefix}:{{{before}", f"{after}}}"
-        # The hits waiting for this loop iteration's call, by the script's arguments (limit, window,
-        # cost): each request's Redis keys and the future its answers go to.
-        self._pending: dict[tuple[int, int, int], list[tuple[list[str], asyncio.Future]]] = {}
+        # The hits waiting for this loop iteration's call, by cost (the script's last argument; the limit
+        # and the window are the counter's): each request's Redis keys and the future its answers go to.
+        self._pending: dict[int, list[tuple[list[str], asyncio.Future]]] = {}
         self._calls: set[asyncio.Task] = set()
 
     def redis_keys(self, keys: Sequence[tuple[str, str]]) -> list[str]:
@@ -299,10 +299,10 @@ class _RedisCounter:
         script's answer (allowed, previous count and time to live, current count and time to live)."""
         # On its own loop (`RateLimits` makes a counter for each), which the caller has found running:
         # `asyncio.get_running_loop()` again cost 1 % of a server's samples.
-        answer: asyncio.Future = self._loop.create_future()
+        answer: asyncio.Future = self.loop.create_future()
         if not self._pending:
-            self._loop.call_soon(self._call)
-        self._pending.setdefault((*self._arguments, cost), []).append((self.redis_keys(keys), answer))
+            self.loop.call_soon(self._call)
+        self._pending.setdefault(cost, []).append((self.redis_keys(keys), answer))
         return answer
 
     def decisions(self, answers: Sequence[Sequence[int]]) -> list[Decision | None]:
@@ -314,14 +314,12 @@ class _RedisCounter:
 
     def _call(self) -> None:
         pending, self._pending = self._pending, {}
-        for arguments, hits in pending.items():
-            call = asyncio.ensure_future(self._run(arguments, hits))
+        for cost, hits in pending.items():
+            call = asyncio.ensure_future(self._run(cost, hits))
             self._calls.add(call)  # held until done: the loop keeps only a weak reference to a task
             call.add_done_callback(self._calls.discard)
 
-    async def _run(
-        self, arguments: tuple[int, int, int], hits: list[tuple[list[str], asyncio.Future]]
-    ) -> None:
+    async def _run(self, cost: int, hits: list[tuple[list[str], asyncio.Future]]) -> None:
         # The script counts the pairs of KEYS in order, so two requests of one client in the same call
         # are counted one after the other, as two calls would.
         keys = [key for redis_keys, _ in hits for key in redis_keys]
@@ -329,7 +327,7 @@ class _RedisCounter:
             # The one bound of the requests waiting for it (they wait for this call, not a timer each): on
             # a Redis that does not answer, each gets the timeout, and goes on unlimited.
             async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
-                answers = await self._script(keys=keys, args=list(arguments))
+                answers = await self._script(keys=keys, args=[self._limit, self._expiry, cost])
         except asyncio.CancelledError:
             for _, answer in hits:
                 answer.cancel()
@@ -371,7 +369,6 @@ class RateLimits:
         self._counter: _MemoryCounter | _RedisCounter | None = (
             _MemoryCounter(self._item) if self._redis_url is None else None
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._resume_at = 0.0
         self._warned_at = -math.inf
 
@@ -390,10 +387,8 @@ class RateLimits:
     def count_now(self, keys: Sequence[tuple[str, str]]) -> tuple[int, Decision | None] | None:
         """`choose(await check_many(keys))` without waiting, where the counts are in this process's memory;
         None where they are in Redis (then `check_many`)."""
-        counter = self._counter
-        if self._redis_url is None and isinstance(counter, _MemoryCounter):
-            return counter.count(keys, 1)
-        return None
+        counter = self._counter  # a memory counter exactly where no Redis is configured
+        return counter.count(keys, 1) if isinstance(counter, _MemoryCounter) else None
 
     def check_many(self, keys: Sequence[tuple[str, str]]) -> Awaitable[list[Decision | None]]:
         """`check` for each (kind, identity) key of one request, in one call (in Redis, one round trip)."""
@@ -417,15 +412,14 @@ class RateLimits:
     async def close(self) -> None:
         if self._redis_url is not None and self._counter is not None:
             self._counter.close()
-            self._counter = self._loop = None
+            self._counter = None
 
     def _limiter_for_running_loop(self) -> _RedisCounter:
         loop = asyncio.get_running_loop()
-        if not isinstance(self._counter, _RedisCounter) or self._loop is not loop:
+        if not isinstance(self._counter, _RedisCounter) or self._counter.loop is not loop:
             if self._counter is not None:
                 self._counter.close()
             self._counter = _RedisCounter(self._redis_url, self._key_prefix, self._item, loop)
-            self._loop = loop
         return self._counter
 
     def _storage_failed(self, exc: BaseException) -> None:
