@@ -259,9 +259,11 @@ def test_an_authorization_header_without_a_bearer_token_is_a_401(client, alice, 
     assert response.headers["www-authenticate"].startswith("Bearer ")
 
 
+# Every token here holds letters no hexadecimal id has, so "the token is not in the response" cannot
+# be broken by a random trace or span id that happens to contain it.
 BAD_TOKENS = {
     "malformed": (lambda make: "not.a.jwt", 40100002),
-    "garbage": (lambda make: "abc", 40100002),
+    "garbage": (lambda make: "garbage-token", 40100002),
     "bad-signature": (
         lambda make: make("usr_alice", key="another-secret-0123456789abcdef0123456789"),
         40100002,
