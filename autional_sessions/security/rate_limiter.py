@@ -262,10 +262,12 @@ class _MemoryCounter:
 
 
 class _RedisCounter:
-    """The same counter in Redis. The keys of every request that asks in one iteration of the event loop
-    go in one script call, one round trip: with many requests in flight, the client's per-command cost
-    is paid once for all of them, not once each. A client's connections belong to the event loop that
-    opened them, so a counter serves one loop."""
+    """The same counter in Redis, by group commit: at most one script call is in flight, and the keys of
+    every request that asks meanwhile go together in the next call, made as soon as that one returns.
+    An idle server's request waits for no one (its call starts in the loop iteration after it asks);
+    under load each call carries what one round trip gathers, so the client's per-command cost and the
+    loop's wake-ups for answers are paid once for many requests. A client's connections belong to the
+    event loop that opened them, so a counter serves one loop."""
 
     def __init__(
         self, redis_url: str, key_prefix: str, item: RateLimitItem, loop: asyncio.AbstractEventLoop
@@ -280,10 +282,11 @@ class _RedisCounter:
         # tag for a key's two windows: on a Redis Cluster both live on one node.)
         before, _, after = item.key_for(_KEY_MARK).partition(_KEY_MARK)
         self._key_head, self._key_tail = f"{key_prefix}:{{{before}", f"{after}}}"
-        # The hits waiting for this loop iteration's call, by cost (the script's last argument; the limit
-        # and the window are the counter's): each request's Redis keys and the future its answers go to.
+        # The hits waiting for the next call, by cost (the script's last argument; the limit and the window
+        # are the counter's): each request's Redis keys and the future its answers go to.
         self._pending: dict[int, list[tuple[list[str], asyncio.Future]]] = {}
-        self._calls: set[asyncio.Task] = set()
+        # The task making the calls while there are hits to send; None when there are none.
+        self._sender: asyncio.Task | None = None
 
     def redis_keys(self, keys: Sequence[tuple[str, str]]) -> list[str]:
         """The Redis keys of (kind, identity) keys: each one's previous window, then its current one."""
@@ -300,9 +303,10 @@ class _RedisCounter:
         # On its own loop (`RateLimits` makes a counter for each), which the caller has found running:
         # `asyncio.get_running_loop()` again cost 1 % of a server's samples.
         answer: asyncio.Future = self.loop.create_future()
-        if not self._pending:
-            self.loop.call_soon(self._call)
         self._pending.setdefault(cost, []).append((self.redis_keys(keys), answer))
+        if self._sender is None:
+            # Its first step runs in the next loop iteration, after every request ready in this one.
+            self._sender = self.loop.create_task(self._send())
         return answer
 
     def decisions(self, answers: Sequence[Sequence[int]]) -> list[Decision | None]:
@@ -312,14 +316,30 @@ class _RedisCounter:
             for allowed, previous, previous_ttl, current, current_ttl in answers
         ]
 
-    def _call(self) -> None:
-        pending, self._pending = self._pending, {}
-        for cost, hits in pending.items():
-            call = asyncio.ensure_future(self._run(cost, hits))
-            self._calls.add(call)  # held until done: the loop keeps only a weak reference to a task
-            call.add_done_callback(self._calls.discard)
+    async def _send(self) -> None:
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                for cost, hits in pending.items():  # a cost other than 1 is an operator's rare lockout
+                    failure = await self._run(cost, hits)
+                    if failure is not None:
+                        # The hits that came in meanwhile would wait for a call bound to meet the same
+                        # failure: they get it now, so none waits longer than one call's timeout.
+                        for _, answer in (hit for later in self._pending.values() for hit in later):
+                            if not answer.done():
+                                answer.set_exception(failure)
+                        self._pending = {}
+                        return
+        except asyncio.CancelledError:  # the loop is closing: no hit is left waiting for an answer
+            for _, answer in (hit for hits in self._pending.values() for hit in hits):
+                answer.cancel()
+            self._pending = {}
+            raise
+        finally:
+            self._sender = None
 
-    async def _run(self, cost: int, hits: list[tuple[list[str], asyncio.Future]]) -> None:
+    async def _run(self, cost: int, hits: list[tuple[list[str], asyncio.Future]]) -> Exception | None:
+        """Make one call for the hits and hand each its answers; the failure, if the call failed."""
         # The script counts the pairs of KEYS in order, so two requests of one client in the same call
         # are counted one after the other, as two calls would.
         keys = [key for redis_keys, _ in hits for key in redis_keys]
@@ -336,18 +356,21 @@ class _RedisCounter:
             for _, answer in hits:
                 if not answer.done():
                     answer.set_exception(exc)
-            return
+            return exc
         start = 0
         for redis_keys, answer in hits:
             end = start + len(redis_keys) // 2
             if not answer.done():  # its request gave up waiting
                 answer.set_result(answers[start:end])
             start = end
+        return None
 
     def close(self) -> None:
         # Closing the sockets is all a client of a loop that is gone can have: no round trip on a dead
         # loop to say goodbye.
         with contextlib.suppress(RuntimeError):  # its loop may be closed already
+            if self._sender is not None:
+                self._sender.cancel()
             self._client.connection_pool.disconnect()
 
 

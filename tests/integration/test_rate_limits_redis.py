@@ -145,6 +145,56 @@ def test_requests_asking_in_one_loop_iteration_share_one_round_trip_and_are_coun
     assert [decisions[0].remaining for decisions in found if decisions[0]] == [2, 1, 0, 0]
 
 
+async def _hold_the_first_call(limits: RateLimits, first_call_fails: bool) -> tuple[list, list[int]]:
+    """One check whose script call is held in flight while three more ask, then let go: the checks'
+    decisions and the number of Redis keys of each call made."""
+    counter = limits._limiter_for_running_loop()
+    script, calls, release = counter._script, [], asyncio.Event()
+
+    async def held(**arguments):
+        calls.append(len(arguments["keys"]))
+        if len(calls) == 1:
+            await release.wait()
+            if first_call_fails:
+                raise coredis.exceptions.ConnectionError("the connection was reset")
+        return await script(**arguments)
+
+    counter._script = held
+    try:
+        first = asyncio.ensure_future(limits.check("ip", "203.0.113.7"))
+        while not calls:
+            await asyncio.sleep(0)
+        later = [asyncio.ensure_future(limits.check("ip", "203.0.113.7")) for _ in range(3)]
+        for _ in range(10):  # time enough for a call of their own to start, were one to
+            await asyncio.sleep(0)
+        assert calls == [2]
+        release.set()
+        return [await first] + [await check for check in later], calls
+    finally:
+        await limits.close()
+
+
+def test_requests_asking_while_a_call_is_in_flight_go_together_in_the_next(key_prefix):
+    limits = RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
+
+    decisions, calls = asyncio.run(_hold_the_first_call(limits, first_call_fails=False))
+
+    assert calls == [2, 6]  # one call in flight at a time: the three that waited share the second
+    assert [(d.allowed, d.remaining) for d in decisions if d] == [(True, 2), (True, 1), (True, 0), (False, 0)]
+
+
+def test_when_the_call_in_flight_fails_the_requests_waiting_for_the_next_go_through_at_once(caplog):
+    # Without asking Redis again: the next call would likely wait out the same failure, a second timeout.
+    limits = RateLimits("1/minute", redis_url=REDIS_URL, key_prefix=f"autional-test-{uuid.uuid4().hex}")
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+
+    decisions, calls = asyncio.run(_hold_the_first_call(limits, first_call_fails=True))
+
+    assert calls == [2]
+    assert decisions == [None, None, None, None]
+    assert len([r for r in caplog.records if r.name == LOGGER]) == 1
+
+
 def test_one_instance_keeps_counting_from_one_event_loop_to_the_next(key_prefix):
     # A Redis client belongs to the loop that opened it; the limiter makes one for each loop it runs on.
     limits = RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
