@@ -317,60 +317,55 @@ class _RedisCounter:
         ]
 
     async def _send(self) -> None:
+        pending: dict[int, list[tuple[list[str], asyncio.Future]]] = {}
         try:
             while self._pending:
                 pending, self._pending = self._pending, {}
                 for cost, hits in pending.items():  # a cost other than 1 is an operator's rare lockout
-                    failure = await self._run(cost, hits)
-                    if failure is not None:
-                        # The hits that came in meanwhile would wait for a call bound to meet the same
-                        # failure: they get it now, so none waits longer than one call's timeout.
-                        for _, answer in (hit for later in self._pending.values() for hit in later):
-                            if not answer.done():
-                                answer.set_exception(failure)
-                        self._pending = {}
-                        return
+                    await self._run(cost, hits)
         except asyncio.CancelledError:  # the loop is closing: no hit is left waiting for an answer
-            for _, answer in (hit for hits in self._pending.values() for hit in hits):
-                answer.cancel()
-            self._pending = {}
+            self._give_up(pending, None)
             raise
+        except Exception as exc:
+            # The hits still to send would wait for calls bound to meet the same failure: they get it
+            # now, with the failed call's own, so none waits longer than one call's timeout.
+            self._give_up(pending, exc)
         finally:
             self._sender = None
 
-    async def _run(self, cost: int, hits: list[tuple[list[str], asyncio.Future]]) -> Exception | None:
-        """Make one call for the hits and hand each its answers; the failure, if the call failed."""
+    async def _run(self, cost: int, hits: list[tuple[list[str], asyncio.Future]]) -> None:
+        """Make one call for the hits, and hand each its answers."""
         # The script counts the pairs of KEYS in order, so two requests of one client in the same call
         # are counted one after the other, as two calls would.
         keys = [key for redis_keys, _ in hits for key in redis_keys]
-        try:
-            # The one bound of the requests waiting for it (they wait for this call, not a timer each): on
-            # a Redis that does not answer, each gets the timeout, and goes on unlimited.
-            async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
-                answers = await self._script(keys=keys, args=[self._limit, self._expiry, cost])
-        except asyncio.CancelledError:
-            for _, answer in hits:
-                answer.cancel()
-            raise
-        except Exception as exc:
-            for _, answer in hits:
-                if not answer.done():
-                    answer.set_exception(exc)
-            return exc
+        # The one bound of the requests waiting for it (they wait for this call, not a timer each): on a
+        # Redis that does not answer, each gets the timeout, and goes on unlimited.
+        async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
+            answers = await self._script(keys=keys, args=[self._limit, self._expiry, cost])
         start = 0
         for redis_keys, answer in hits:
             end = start + len(redis_keys) // 2
             if not answer.done():  # its request gave up waiting
                 answer.set_result(answers[start:end])
             start = end
-        return None
+
+    def _give_up(
+        self, pending: dict[int, list[tuple[list[str], asyncio.Future]]], failure: Exception | None
+    ) -> None:
+        """Fail every hit not answered yet, of this round (`pending`) and of the next: with `failure`, or
+        cancelled where there is none."""
+        waiting, self._pending = [*pending.values(), *self._pending.values()], {}
+        for _, answer in (hit for hits in waiting for hit in hits):
+            if not answer.done():
+                if failure is None:
+                    answer.cancel()
+                else:
+                    answer.set_exception(failure)
 
     def close(self) -> None:
         # Closing the sockets is all a client of a loop that is gone can have: no round trip on a dead
         # loop to say goodbye.
         with contextlib.suppress(RuntimeError):  # its loop may be closed already
-            if self._sender is not None:
-                self._sender.cancel()
             self._client.connection_pool.disconnect()
 
 

@@ -195,6 +195,33 @@ def test_when_the_call_in_flight_fails_the_requests_waiting_for_the_next_go_thro
     assert len([r for r in caplog.records if r.name == LOGGER]) == 1
 
 
+def test_when_a_call_fails_the_hits_of_another_cost_in_its_round_go_through_too():
+    # Hits of different costs asked together make one call each, one after the other; the first's
+    # failure is theirs too, rather than a wait for nothing (or for a second timeout).
+    limits = RateLimits("5/minute", redis_url=REDIS_URL, key_prefix=f"autional-test-{uuid.uuid4().hex}")
+
+    async def run() -> tuple[list[Decision | None], int]:
+        counter = limits._limiter_for_running_loop()
+        calls = 0
+
+        async def failing(**arguments):
+            nonlocal calls
+            calls += 1
+            raise coredis.exceptions.ConnectionError("the connection was reset")
+
+        counter._script = failing
+        try:
+            async with asyncio.timeout(2):
+                found = await asyncio.gather(
+                    limits.check("sub", "usr_1"), limits.check("sub", "usr_1", cost=5)
+                )
+            return found, calls
+        finally:
+            await limits.close()
+
+    assert asyncio.run(run()) == ([None, None], 1)
+
+
 def test_one_instance_keeps_counting_from_one_event_loop_to_the_next(key_prefix):
     # A Redis client belongs to the loop that opened it; the limiter makes one for each loop it runs on.
     limits = RateLimits("3/minute", redis_url=REDIS_URL, key_prefix=key_prefix)
