@@ -26,7 +26,8 @@ temporary directory.
     .venv/bin/python bench/compare.py --cases sqlite-20 --configs production --revisions b2eb9ca,HEAD~1
 
 `--revisions` runs each commit's code (a git worktree of it, this venv) in the production configuration
-beside the working tree's, in the same interleaved rounds: a change's before and after in one run.
+(or those of `--revision-configs`) beside the working tree's, in the same interleaved rounds: a change's
+before and after in one run.
 
 The tables go to stdout, progress to stderr.
 """
@@ -154,9 +155,20 @@ def project_side(config: str) -> str:
     return f"project:{config}"
 
 
-def revision_side(revision: str) -> str:
-    """The production configuration of the project's code at a git revision (`--revisions`)."""
-    return f"project@{revision}"
+def revision_side(revision: str, config: str = "production") -> str:
+    """A configuration of the project's code at a git revision (`--revisions`, `--revision-configs`)."""
+    return f"project:{config}@{revision}"
+
+
+def side_parts(side: str) -> tuple[str, str]:
+    """A project side's configuration, and its revision ("" for the working tree's code)."""
+    head, _, revision = side.partition("@")
+    return head.partition(":")[2], revision
+
+
+def side_label(side: str) -> str:
+    config, revision = side_parts(side)
+    return f"{config} at {revision}" if revision else config
 
 
 CASES = {
@@ -268,8 +280,8 @@ class Bench:
                 argv += ["--db", self.ref(case.engine), "--port", str(port)]
                 self.servers[key] = self.start(name, argv, port, dict(os.environ))
             else:
-                revision = side.partition("@")[2]
-                config = CONFIGS["production" if revision else side.partition(":")[2]]
+                config_name, revision = side_parts(side)
+                config = CONFIGS[config_name]
                 argv = [str(BIN / "autional-sessions"), "serve", "--port", str(port)]
                 argv += ["--workers", str(workers), "--log-level", config.log_level]
                 env = {**project_env(self.database(case.engine)[0]), **config.env(self.redis_url)}
@@ -455,6 +467,7 @@ def run_case(
     seconds: int,
     revisions: list[str],
     pin: bool = True,
+    revision_configs: tuple[str, ...] = ("production",),
     reseed: bool = True,
 ) -> dict[str, list[Round]]:
     """Every server of the case in every round.
@@ -465,7 +478,8 @@ def run_case(
     together: 713, 712 and 588 us a request; with one seed for the three, 656, 654 and 661): more than
     any feature costs. One seed for a round's servers compares them on equal terms; a new one each round
     averages the seeds' luck out, as production's workers, each with its own seed, do."""
-    sides = case.sides[:-2] + [revision_side(r) for r in revisions] + case.sides[-2:]
+    old = [revision_side(r, config) for r in revisions for config in revision_configs]
+    sides = case.sides[:-2] + old + case.sides[-2:]
     servers = {side: bench.server(side, case) for side in sides}
     honesty_check(case, servers)
     server_cpus, load_cpus = placement(case, pin)
@@ -561,7 +575,7 @@ def report(results: dict[str, dict[str, list[Round]]]) -> tuple[str, bool]:
             failed |= bad
             rps, p99 = median(project, "rps"), median(project, "p99_ms")
             lines.append(
-                f"| {name} | {side.partition(':')[2] or 'production at ' + side.partition('@')[2]} | {rps:.0f} | {ref_rps:.0f} | {floor_rps:.0f} "
+                f"| {name} | {side_label(side)} | {rps:.0f} | {ref_rps:.0f} | {floor_rps:.0f} "
                 f"| {rps / ref_rps:.2f} | {rps / floor_rps:.2f} | {median(project, 'p50_ms'):.2f} | {p99:.2f} "
                 f"| {ref_p99:.2f} | {floor_p99:.2f} | {p99 / ref_p99:.2f} "
                 f"| {cpu(project):.0f} / {cpu(ref):.0f} / {cpu(floor):.0f} "
@@ -604,6 +618,11 @@ def main() -> int:
         "the working tree's (before and after a change, in one interleaved run)",
     )
     parser.add_argument(
+        "--revision-configs",
+        default="production",
+        help="comma-separated configurations the revisions' code runs in (default: production)",
+    )
+    parser.add_argument(
         "--no-reseed",
         action="store_true",
         help="keep each server, and the hash seed its process drew, for every round (by default each round "
@@ -627,6 +646,9 @@ def main() -> int:
         if not set(configs) <= set(CONFIGS):
             parser.error(f"unknown configuration(s) in {args.configs}; choose from {', '.join(CONFIGS)}")
         cases = [dataclasses.replace(case, configs=configs) for case in cases]
+    revision_configs = tuple(args.revision_configs.split(","))
+    if not set(revision_configs) <= set(CONFIGS):
+        parser.error(f"unknown configuration(s) in {args.revision_configs}; choose from {', '.join(CONFIGS)}")
     # SIGTERM as an exit, so that the `finally` below still stops the servers and drops the databases.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -647,6 +669,7 @@ def main() -> int:
                     args.seconds,
                     revisions,
                     pin=not args.no_pin,
+                    revision_configs=revision_configs,
                     reseed=not args.no_reseed,
                 )
         except (BenchError, subprocess.CalledProcessError) as exc:

@@ -6,8 +6,10 @@ collapsed stacks (one line per distinct stack, its sample count at the end; for 
 prints the share of the event loop thread's samples each frame is in (inclusive) and on top of (self), most
 first; other threads (the log writer's, an idle pool's) are counted apart. Then each production feature's
 own share of the server's samples, every thread's (`feature_shares`): the rate limits', the access log's
-(its writing thread included) and the metrics'. A share of one process's samples is what a feature costs
-the server as it runs, and a slow phase of the machine, which slows every line alike, leaves it as it is.
+(its writing thread included) and the metrics'. A share of one process's samples shows where a feature's
+time goes, and a slow phase of the machine, which slows every line alike, leaves it as it is; but a
+sampler's shares lean (a paused process is caught leaving system calls, an unpaused one's changing stacks
+are dropped), so what a feature costs is timed (`feature_costs.py`) against the server's CPU a request.
 
     .venv/bin/python bench/profile.py                        # production configuration
     .venv/bin/python bench/profile.py --config light --seconds 20 --out light.txt

@@ -128,3 +128,23 @@ def test_a_server_started_in_a_round_gets_the_round_s_hash_seed(tmp_path):
         assert b"PYTHONHASHSEED=7" in environ
     finally:
         bench.close()
+
+
+def test_a_revision_runs_in_each_configuration_asked_for_and_its_rows_say_which():
+    assert compare.side_parts(compare.revision_side("3b98d7b", "redis")) == ("redis", "3b98d7b")
+    assert compare.side_parts(compare.revision_side("3b98d7b")) == ("production", "3b98d7b")
+    assert compare.side_parts(compare.project_side("redis")) == ("redis", "")
+    results = {
+        "sqlite-20": {
+            compare.project_side("redis"): rounds(900),
+            compare.revision_side("3b98d7b", "redis"): rounds(800),
+            compare.revision_side("3b98d7b"): rounds(950),
+            "yardstick": rounds(1000),
+            "floor": rounds(1500),
+        }
+    }
+
+    table, _ = compare.report(results)
+
+    rows = {line.split(" | ")[1]: line.split(" | ")[2] for line in table.splitlines() if "sqlite-20" in line}
+    assert rows == {"redis": "900", "redis at 3b98d7b": "800", "production at 3b98d7b": "950"}
