@@ -614,8 +614,8 @@ def main() -> int:
     parser.add_argument(
         "--revisions",
         default="",
-        help="comma-separated git revisions whose code also runs, in the production configuration, beside "
-        "the working tree's (before and after a change, in one interleaved run)",
+        help="comma-separated git revisions whose code also runs, in the production configuration (or those "
+        "of --revision-configs), beside the working tree's (before and after a change, in one interleaved run)",
     )
     parser.add_argument(
         "--revision-configs",

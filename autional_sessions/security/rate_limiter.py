@@ -49,7 +49,8 @@ from autional_sessions.db.url import redact
 # Named for what it logs, as operators filter on it, not after the module.
 logger = logging.getLogger("autional_sessions.rate_limits")
 
-# A check makes one round trip to Redis; it may take this long before the request goes on unlimited.
+# A check waits for Redis at most this long, from the moment it asks, before the request goes on
+# unlimited: the call it joins gets what is left of the oldest waiting hit's time (`_RedisCounter._send`).
 # Redis answers in a millisecond or two when it is well, so only a sick Redis hits this.
 STORAGE_TIMEOUT_SECONDS = 0.5
 # After a failure the storage is not asked again for this long: requests meanwhile go through at once.
@@ -298,15 +299,15 @@ class _RedisCounter:
         return redis_keys
 
     def ask(self, keys: Sequence[tuple[str, str]], cost: int) -> asyncio.Future:
-        """The future of the keys' counts, made in this loop iteration's script call: for each key, the
-        script's answer (allowed, previous count and time to live, current count and time to live)."""
+        """The future of the keys' counts, made in the next script call: for each key, the script's answer (allowed, previous count and time to live, current count and time to live)."""
         # On its own loop (`RateLimits` makes a counter for each), which the caller has found running:
         # `asyncio.get_running_loop()` again cost 1 % of a server's samples.
         answer: asyncio.Future = self.loop.create_future()
         self._pending.setdefault(cost, []).append((self.redis_keys(keys), answer))
         if self._sender is None:
             # Its first step runs in the next loop iteration, after every request ready in this one.
-            self._sender = self.loop.create_task(self._send())
+            self._sender = self.loop.create_task(self._send(self.loop.time()))
+            self._sender.add_done_callback(self._sender_finished)
         return answer
 
     def decisions(self, answers: Sequence[Sequence[int]]) -> list[Decision | None]:
@@ -316,13 +317,18 @@ class _RedisCounter:
             for allowed, previous, previous_ttl, current, current_ttl in answers
         ]
 
-    async def _send(self) -> None:
+    async def _send(self, first_asked: float) -> None:
+        """Send rounds of hits while there are any. `first_asked`: when the first hit of the first round
+        asked (loop time); each later round's hits asked after the round before it was taken."""
         pending: dict[int, list[tuple[list[str], asyncio.Future]]] = {}
         try:
             while self._pending:
                 pending, self._pending = self._pending, {}
+                # No hit of this round waits longer than the timeout from the moment it asked, the call in
+                # flight before it included: the round's calls share one deadline.
+                deadline, first_asked = first_asked + STORAGE_TIMEOUT_SECONDS, self.loop.time()
                 for cost, hits in pending.items():  # a cost other than 1 is an operator's rare lockout
-                    await self._run(cost, hits)
+                    await self._run(cost, hits, deadline)
         except asyncio.CancelledError:  # the loop is closing: no hit is left waiting for an answer
             self._give_up(pending, None)
             raise
@@ -331,16 +337,23 @@ class _RedisCounter:
             # now, with the failed call's own, so none waits longer than one call's timeout.
             self._give_up(pending, exc)
         finally:
+            # Before the task is done, not in a done callback: a hit that asks in between would find a
+            # sender that sends nothing more.
             self._sender = None
 
-    async def _run(self, cost: int, hits: list[tuple[list[str], asyncio.Future]]) -> None:
-        """Make one call for the hits, and hand each its answers."""
+    def _sender_finished(self, sender: asyncio.Task) -> None:
+        if self._sender is sender:  # cancelled before its first step: neither its body nor `finally` ran
+            self._sender = None
+            self._give_up({}, None)  # no hit is left waiting for a sender that never sends
+
+    async def _run(self, cost: int, hits: list[tuple[list[str], asyncio.Future]], deadline: float) -> None:
+        """Make one call for the hits, by `deadline` (loop time), and hand each its answers."""
         # The script counts the pairs of KEYS in order, so two requests of one client in the same call
         # are counted one after the other, as two calls would.
         keys = [key for redis_keys, _ in hits for key in redis_keys]
         # The one bound of the requests waiting for it (they wait for this call, not a timer each): on a
-        # Redis that does not answer, each gets the timeout, and goes on unlimited.
-        async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS):
+        # Redis that does not answer in time, each goes on unlimited.
+        async with asyncio.timeout_at(deadline):
             answers = await self._script(keys=keys, args=[self._limit, self._expiry, cost])
         start = 0
         for redis_keys, answer in hits:
@@ -421,7 +434,8 @@ class RateLimits:
             return [None] * len(keys)
         counter = self._limiter_for_running_loop()
         try:
-            # Bounded by the script call it joins (`_RedisCounter._run`), not by a timer of its own.
+            # Bounded by the deadline of the script call it joins (`_RedisCounter._send`), not by a timer
+            # of its own.
             return counter.decisions(await counter.ask(keys, cost))
         except _UNAVAILABLE as exc:
             self._storage_failed(exc)

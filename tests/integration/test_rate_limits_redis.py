@@ -161,15 +161,16 @@ async def _hold_the_first_call(limits: RateLimits, first_call_fails: bool) -> tu
 
     counter._script = held
     try:
-        first = asyncio.ensure_future(limits.check("ip", "203.0.113.7"))
-        while not calls:
-            await asyncio.sleep(0)
-        later = [asyncio.ensure_future(limits.check("ip", "203.0.113.7")) for _ in range(3)]
-        for _ in range(10):  # time enough for a call of their own to start, were one to
-            await asyncio.sleep(0)
-        assert calls == [2]
-        release.set()
-        return [await first] + [await check for check in later], calls
+        async with asyncio.timeout(5):  # a broken sender fails the test, rather than hang it
+            first = asyncio.ensure_future(limits.check("ip", "203.0.113.7"))
+            while not calls:
+                await asyncio.sleep(0.001)
+            later = [asyncio.ensure_future(limits.check("ip", "203.0.113.7")) for _ in range(3)]
+            for _ in range(10):  # time enough for a call of their own to start, were one to
+                await asyncio.sleep(0)
+            assert calls == [2]
+            release.set()
+            return [await first] + [await check for check in later], calls
     finally:
         await limits.close()
 
@@ -220,6 +221,97 @@ def test_when_a_call_fails_the_hits_of_another_cost_in_its_round_go_through_too(
             await limits.close()
 
     assert asyncio.run(run()) == ([None, None], 1)
+
+
+async def _allowed(**arguments) -> list[list[int]]:
+    """A script's answer without Redis: every key allowed, its first request of a one-minute window."""
+    return [[1, 0, 0, 1, 60_000]] * (len(arguments["keys"]) // 2)
+
+
+def _redis_limits() -> RateLimits:
+    # No Redis needed where the script is replaced: a counter connects only when it calls it.
+    return RateLimits("5/minute", redis_url=REDIS_URL, key_prefix=f"autional-test-{uuid.uuid4().hex}")
+
+
+def test_a_request_waits_at_most_the_timeout_though_it_asked_while_a_slow_call_was_in_flight(monkeypatch):
+    monkeypatch.setattr(rate_limiter, "STORAGE_TIMEOUT_SECONDS", 0.4)
+    limits = _redis_limits()
+
+    async def run() -> tuple[Decision | None, Decision | None, float]:
+        counter = limits._limiter_for_running_loop()
+        calls = 0
+
+        async def slow_then_silent(**arguments):
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.3 if calls == 1 else 60)  # the first answers late, the second never
+            return await _allowed(**arguments)
+
+        counter._script = slow_then_silent
+        try:
+            first = asyncio.ensure_future(limits.check("sub", "usr_1"))
+            await asyncio.sleep(0.05)  # the first call is in flight
+            asked = time.monotonic()
+            second = await limits.check("sub", "usr_1")
+            return await first, second, time.monotonic() - asked
+        finally:
+            await limits.close()
+
+    first, second, waited = asyncio.run(run())
+
+    assert first is not None and first.allowed
+    assert second is None  # its call ran out of time: unlimited
+    # 0.35 s left of its 0.4 s when it asked; a timeout of its call's own would have made it 0.65 s.
+    assert waited < 0.5
+
+
+def test_a_request_that_gives_up_waiting_leaves_the_others_of_its_call_their_answers():
+    limits = _redis_limits()
+
+    async def run() -> list[Decision | None]:
+        counter = limits._limiter_for_running_loop()
+        release = asyncio.Event()
+
+        async def held(**arguments):
+            await release.wait()
+            return await _allowed(**arguments)
+
+        counter._script = held
+        try:
+            async with asyncio.timeout(5):
+                checks = [asyncio.ensure_future(limits.check("sub", f"usr_{n}")) for n in range(3)]
+                await asyncio.sleep(0.01)  # all three in the one call, in flight
+                checks[1].cancel()  # its client went away
+                release.set()
+                return [await checks[0], await checks[2]]
+        finally:
+            await limits.close()
+
+    assert [d is not None and d.allowed for d in asyncio.run(run())] == [True, True]
+
+
+def test_a_sender_cancelled_before_it_ran_leaves_no_request_waiting_and_the_next_is_answered():
+    # The loop's shutdown cancels every task, a counter's sender among them, perhaps before its first step.
+    limits = _redis_limits()
+
+    async def run() -> tuple[bool, bool, Decision | None]:
+        counter = limits._limiter_for_running_loop()
+        counter._script = _allowed
+        try:
+            async with asyncio.timeout(5):
+                asked = asyncio.ensure_future(limits.check("sub", "usr_1"))
+                await asyncio.sleep(0)  # it has asked; the sender it made has not run yet
+                assert counter._sender is not None
+                counter._sender.cancel()
+                asked_meanwhile = asyncio.ensure_future(limits.check("sub", "usr_1"))
+                await asyncio.wait([asked, asked_meanwhile])
+                return asked.cancelled(), asked_meanwhile.cancelled(), await limits.check("sub", "usr_1")
+        finally:
+            await limits.close()
+
+    asked, asked_meanwhile, later = asyncio.run(run())
+    assert asked and asked_meanwhile  # given up on, not left waiting
+    assert later is not None and later.allowed
 
 
 def test_one_instance_keeps_counting_from_one_event_loop_to_the_next(key_prefix):
