@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import time
@@ -306,7 +307,10 @@ class _RedisCounter:
         self._pending.setdefault(cost, []).append((self.redis_keys(keys), answer))
         if self._sender is None:
             # Its first step runs in the next loop iteration, after every request ready in this one.
-            self._sender = self.loop.create_task(self._send(self.loop.time()))
+            # In a context of its own: it serves every request that asks while it runs, and holds none's
+            # values (its request id, its trace) for longer than that request.
+            sending = self._send(self.loop.time())
+            self._sender = self.loop.create_task(sending, context=contextvars.Context())
             self._sender.add_done_callback(self._sender_finished)
         return answer
 

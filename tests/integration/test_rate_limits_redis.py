@@ -9,6 +9,7 @@ a key prefix of its own and deletes its keys afterwards. The outage tests need n
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
@@ -312,6 +313,36 @@ def test_a_sender_cancelled_before_it_ran_leaves_no_request_waiting_and_the_next
     asked, asked_meanwhile, later = asyncio.run(run())
     assert asked and asked_meanwhile  # given up on, not left waiting
     assert later is not None and later.allowed
+
+
+REQUEST_VALUE: contextvars.ContextVar[str] = contextvars.ContextVar("request_value", default="none")
+
+
+def test_the_calls_to_redis_run_in_a_context_of_their_own_not_the_first_requests():
+    limits = _redis_limits()
+    seen = []
+
+    async def run() -> None:
+        counter = limits._limiter_for_running_loop()
+
+        async def looking(**arguments):
+            seen.append(REQUEST_VALUE.get())
+            return await _allowed(**arguments)
+
+        counter._script = looking
+
+        async def request() -> None:
+            REQUEST_VALUE.set("the first request's")
+            await limits.check("sub", "usr_1")
+
+        try:
+            async with asyncio.timeout(5):
+                await asyncio.ensure_future(request())
+        finally:
+            await limits.close()
+
+    asyncio.run(run())
+    assert seen == ["none"]
 
 
 def test_one_instance_keeps_counting_from_one_event_loop_to_the_next(key_prefix):
