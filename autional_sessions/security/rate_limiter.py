@@ -300,9 +300,9 @@ class _RedisCounter:
         return redis_keys
 
     def ask(self, keys: Sequence[tuple[str, str]], cost: int) -> asyncio.Future:
-        """The future of the keys' counts, made in the next script call: for each key, the script's answer (allowed, previous count and time to live, current count and time to live)."""
-        # On its own loop (`RateLimits` makes a counter for each), which the caller has found running:
-        # `asyncio.get_running_loop()` again cost 1 % of a server's samples.
+        """The future of the keys' counts, made in the next script call: for each key, the script's
+        answer (allowed, previous count and time to live, current count and time to live)."""
+        # On its own loop (`RateLimits` makes a counter for each), which the caller has found running.
         answer: asyncio.Future = self.loop.create_future()
         self._pending.setdefault(cost, []).append((self.redis_keys(keys), answer))
         if self._sender is None:
@@ -338,7 +338,7 @@ class _RedisCounter:
             raise
         except Exception as exc:
             # The hits still to send would wait for calls bound to meet the same failure: they get it
-            # now, with the failed call's own, so none waits longer than one call's timeout.
+            # now, with the failed call's own, so none waits longer than the timeout.
             self._give_up(pending, exc)
         finally:
             # Before the task is done, not in a done callback: a hit that asks in between would find a
@@ -430,9 +430,8 @@ class RateLimits:
         return self._hit(keys, 1)  # its awaitable handed back: no coroutine of this method's own
 
     async def _hit(self, keys: Sequence[tuple[str, str]], cost: int) -> list[Decision | None]:
-        counter = self._counter
-        if self._redis_url is None:  # in memory: nothing to wait for, nothing that fails
-            assert isinstance(counter, _MemoryCounter)
+        counter = self._counter  # a memory counter exactly where no Redis is configured
+        if isinstance(counter, _MemoryCounter):  # nothing to wait for, nothing that fails
             return counter.hit(keys, cost)
         if time.monotonic() < self._resume_at:
             return [None] * len(keys)

@@ -146,6 +146,11 @@ def test_requests_asking_in_one_loop_iteration_share_one_round_trip_and_are_coun
     assert [decisions[0].remaining for decisions in found if decisions[0]] == [2, 1, 0, 0]
 
 
+def _redis_limits(limit: str = "5/minute") -> RateLimits:
+    # No Redis needed where the script is replaced: a counter connects only when it calls it.
+    return RateLimits(limit, redis_url=REDIS_URL, key_prefix=f"autional-test-{uuid.uuid4().hex}")
+
+
 async def _hold_the_first_call(limits: RateLimits, first_call_fails: bool) -> tuple[list, list[int]]:
     """One check whose script call is held in flight while three more ask, then let go: the checks'
     decisions and the number of Redis keys of each call made."""
@@ -187,7 +192,7 @@ def test_requests_asking_while_a_call_is_in_flight_go_together_in_the_next(key_p
 
 def test_when_the_call_in_flight_fails_the_requests_waiting_for_the_next_go_through_at_once(caplog):
     # Without asking Redis again: the next call would likely wait out the same failure, a second timeout.
-    limits = RateLimits("1/minute", redis_url=REDIS_URL, key_prefix=f"autional-test-{uuid.uuid4().hex}")
+    limits = _redis_limits("1/minute")
     caplog.set_level(logging.WARNING, logger=LOGGER)
 
     decisions, calls = asyncio.run(_hold_the_first_call(limits, first_call_fails=True))
@@ -200,7 +205,7 @@ def test_when_the_call_in_flight_fails_the_requests_waiting_for_the_next_go_thro
 def test_when_a_call_fails_the_hits_of_another_cost_in_its_round_go_through_too():
     # Hits of different costs asked together make one call each, one after the other; the first's
     # failure is theirs too, rather than a wait for nothing (or for a second timeout).
-    limits = RateLimits("5/minute", redis_url=REDIS_URL, key_prefix=f"autional-test-{uuid.uuid4().hex}")
+    limits = _redis_limits()
 
     async def run() -> tuple[list[Decision | None], int]:
         counter = limits._limiter_for_running_loop()
@@ -227,11 +232,6 @@ def test_when_a_call_fails_the_hits_of_another_cost_in_its_round_go_through_too(
 async def _allowed(**arguments) -> list[list[int]]:
     """A script's answer without Redis: every key allowed, its first request of a one-minute window."""
     return [[1, 0, 0, 1, 60_000]] * (len(arguments["keys"]) // 2)
-
-
-def _redis_limits() -> RateLimits:
-    # No Redis needed where the script is replaced: a counter connects only when it calls it.
-    return RateLimits("5/minute", redis_url=REDIS_URL, key_prefix=f"autional-test-{uuid.uuid4().hex}")
 
 
 def test_a_request_waits_at_most_the_timeout_though_it_asked_while_a_slow_call_was_in_flight(monkeypatch):
